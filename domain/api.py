@@ -1,0 +1,370 @@
+"""The HTTP edge every context's `api.py` shares: endpoint declarations, bodies, auth, errors, pages.
+
+A handler is a plain `def handler(ctx) -> dict`; it runs in the thread pool (PyMySQL blocks). The wrapper
+here reads and decodes the body (5 MiB limit, JSON or MessagePack), authenticates the bearer token,
+validates the body and the query string into frozen commands, calls the handler, and encodes the answer
+in the format the client accepts. Every failure leaves as `{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain import codec
+from domain.accounts.models import User
+from domain.accounts.tokens import ACCESS, decode_token
+from domain.db import Database, UnitOfWork
+from domain.errors import (
+    DomainError,
+    Forbidden,
+    InvalidToken,
+    NotAuthenticated,
+    PayloadTooLarge,
+    ValidationError,
+    error_body,
+)
+from domain.settings import Settings
+from domain.wire import Command, Query, parse, validation_error
+
+log = logging.getLogger("lpg.api")
+
+PUBLIC, USER, ADMIN = "public", "user", "admin"
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    """The caller, as loaded from the database on this request (a deactivated user is refused)."""
+
+    id: int
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Ctx], Any]
+    auth: str = USER
+    body: type[Command] | None = None
+    query: type[Query] | None = None
+    response: Any = None
+    status: int = 200
+    errors: tuple[str, ...] = ()
+    summary: str = ""
+    tag: str = ""
+    raw_body: bool = False  # the handler reads `ctx.payload` itself (sync push, replay)
+    body_optional: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
+
+
+@dataclass
+class Ctx:
+    """What a handler gets: the caller, the validated body and query, path parameters, the database."""
+
+    request: Request
+    state: AppState
+    user: AuthUser | None
+    path: dict[str, Any]
+    payload: Any = None
+    body: Any = None
+    query: Any = None
+    response_format: str = codec.JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    @property
+    def db(self) -> Database:
+        return self.state.db
+
+    @property
+    def actor(self) -> AuthUser:
+        assert self.user is not None, "endpoint declared public but needs a user"
+        return self.user
+
+    def unit(self, readonly: bool = False) -> UnitOfWork:
+        return self.db.unit(readonly=readonly)
+
+    def absolute(self, **params: Any) -> str:
+        """This request's URL with some query parameters replaced (pagination links)."""
+        query = dict(self.request.query_params)
+        query.update({k: str(v) for k, v in params.items()})
+        return str(self.request.url.replace(query=urlencode(query)))
+
+
+class Router:
+    """Collects a context's endpoints; `server.py` mounts them all."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        def register(handler: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
+            summary = options.pop("summary", None) or (handler.__doc__ or "").strip().split("\n")[0]
+            self.endpoints.append(Endpoint(method, path, handler, summary=summary, tag=self.tag, **options))
+            return handler
+
+        return register
+
+    def get(self, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        return self.route("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        return self.route("POST", path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        return self.route("PUT", path, **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        return self.route("PATCH", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
+        return self.route("DELETE", path, **options)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    fmt: str = codec.JSON,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = codec.encode(error_body(code, message, details), fmt)
+    return Response(body, status_code=status, media_type=fmt, headers=headers)
+
+
+def domain_error_response(exc: DomainError, fmt: str = codec.JSON) -> Response:
+    headers = {}
+    if exc.status == 429 and "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    return error_response(exc.status, exc.code, exc.message, exc.details, fmt, headers)
+
+
+def _safe_format(request: Request) -> str:
+    try:
+        return codec.response_format(request.headers.get("accept"))
+    except DomainError:
+        return codec.JSON
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 / 405 (no such route or method) in the error shape."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    code = codes.get(exc.status_code, "http_error")
+    message = {404: "no such resource", 405: f"{request.method} is not allowed here"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return error_response(exc.status_code, code, message, {}, _safe_format(request), dict(exc.headers or {}))
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed; nothing was changed", {}, _safe_format(request))
+
+
+# -- the wrapper ---------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed the limit, without reading on."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("the Authorization header must be 'Bearer <access token>'")
+    return token.strip()
+
+
+def load_user(session: Session, user_id: int) -> AuthUser:
+    row = session.execute(select(User.id, User.username, User.role, User.active).where(User.id == user_id)).first()
+    if row is None or not row.active:
+        raise InvalidToken("the token's user does not exist or is deactivated")
+    return AuthUser(row.id, row.username, row.role)
+
+
+def authenticate(state: AppState, request: Request, required: str) -> AuthUser | None:
+    """Resolve the bearer token to an active user; enforce the endpoint's minimum role."""
+    token = bearer_token(request)
+    if token is None:
+        if required == PUBLIC:
+            return None
+        raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
+    claims = decode_token(state.settings, token, ACCESS)
+    user = state.db.read(lambda s: load_user(s, claims.user_id))
+    if required == ADMIN and not user.is_admin:
+        raise Forbidden("only an admin may do this")
+    return user
+
+
+def _parse_query(model: type[Query] | None, request: Request) -> Any:
+    params = request.query_params
+    if model is None:
+        return None
+    data: dict[str, Any] = {}
+    for key in params:
+        values = params.getlist(key)
+        data[key] = values[-1] if len(values) == 1 else values
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def encode_result(result: Any, status: int, fmt: str, headers: dict[str, str] | None = None) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    if status == 204 or result is None:
+        return Response(status_code=204 if result is None else status, headers=headers)
+    return Response(codec.encode(result, fmt), status_code=status, media_type=fmt, headers=headers)
+
+
+def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
+    async def view(request: Request) -> Response:
+        fmt = codec.JSON
+        try:
+            fmt = codec.response_format(request.headers.get("accept"))
+            declared = request.headers.get("content-length")
+            limit = state.settings.max_body_bytes
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
+            user = await run_in_threadpool(authenticate, state, request, endpoint.auth)
+            ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt)
+            ctx.query = _parse_query(endpoint.query, request)
+            if endpoint.body is not None or endpoint.raw_body or endpoint.method in {"POST", "PUT", "PATCH"}:
+                raw = await read_body(request, limit)
+                if raw.strip() or not endpoint.body_optional:
+                    in_fmt = codec.request_format(request.headers.get("content-type"))
+                    ctx.payload = codec.decode(raw, in_fmt) if raw.strip() else _empty_body(endpoint)
+                if endpoint.body is not None:
+                    ctx.body = parse(endpoint.body, ctx.payload if ctx.payload is not None else {})
+                elif not endpoint.raw_body and ctx.payload not in (None, {}):
+                    raise ValidationError("this action takes no body")
+            result = await run_in_threadpool(endpoint.handler, ctx)
+            return encode_result(result, endpoint.status, fmt, ctx.headers or None)
+        except DomainError as exc:
+            return domain_error_response(exc, fmt)
+
+    view.__name__ = endpoint.name
+    return view
+
+
+def _empty_body(endpoint: Endpoint) -> Any:
+    if endpoint.body_optional:
+        return None
+    from domain.errors import MalformedBody
+
+    raise MalformedBody("the request needs a body")
+
+
+def routes_for(endpoints: Iterable[Endpoint], state: AppState) -> list[Route]:
+    """One Starlette route per path; several methods on one path are dispatched here, so an unknown method
+    on a known path is a 405 in the error shape."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in endpoints:
+        methods = by_path.setdefault(endpoint.path, {})
+        if endpoint.method in methods:
+            raise ValueError(f"{endpoint.method} {endpoint.path} is declared twice")
+        methods[endpoint.method] = endpoint
+    routes = []
+    for path, methods in by_path.items():
+        views = {method: make_view(ep, state) for method, ep in methods.items()}
+
+        async def dispatch(request: Request, views: dict[str, Any] = views) -> Response:
+            view = views.get(request.method) or (views.get("GET") if request.method == "HEAD" else None)
+            if view is None:
+                allowed = ", ".join(sorted(views))
+                return error_response(
+                    405,
+                    "method_not_allowed",
+                    f"{request.method} is not allowed here",
+                    {"allowed": sorted(views)},
+                    _safe_format(request),
+                    {"Allow": allowed},
+                )
+            response: Response = await view(request)
+            return response
+
+        routes.append(Route(path, dispatch, name=path, methods=ALL_METHODS))
+    return routes
+
+
+# -- pages -------------------------------------------------------------------------------------------
+
+
+class PageQuery(Query):
+    """`page` (from 1) and `page_size` (1 to 500, default 50) on every list."""
+
+    page: int = Field(1, ge=1)
+    page_size: int = Field(50, ge=1, le=500)
+
+
+def paginate(
+    ctx: Ctx, session: Session, stmt: Select[Any], serialize: Callable[[Any], dict[str, Any]], query: PageQuery
+) -> dict[str, Any]:
+    """DRF-style page: `count`, absolute `next` / `previous` links, `results`. `stmt` must be totally ordered."""
+    count = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+    offset = (query.page - 1) * query.page_size
+    rows = session.execute(stmt.limit(query.page_size).offset(offset)).scalars().all()
+    has_next = offset + len(rows) < count
+    return {
+        "count": count,
+        "next": ctx.absolute(page=query.page + 1) if has_next else None,
+        "previous": ctx.absolute(page=query.page - 1) if query.page > 1 else None,
+        "results": [serialize(row) for row in rows],
+    }

@@ -1,0 +1,46 @@
+"""Server time: UTC with microseconds on the wire (`2026-11-24T03:15:30.123456Z`), business dates in Singapore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from domain.errors import ValidationError
+
+
+def utcnow() -> datetime:
+    """The server's authoritative time, timezone-aware UTC, microsecond precision."""
+    return datetime.now(UTC)
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """UTC, always with 6 fractional digits and a `Z`."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str, field: str = "occurred_at") -> datetime:
+    """Any RFC 3339 time with an offset (or `Z`); a time without an offset is refused."""
+    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+        raise ValidationError(f"'{field}' must be an RFC 3339 time with an offset", field)
+    try:
+        value = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    except ValueError as exc:
+        raise ValidationError(f"'{field}' must be an RFC 3339 time with an offset", field) from exc
+    if value.tzinfo is None:
+        raise ValidationError(f"'{field}' must carry a UTC offset or Z", field)
+    return value.astimezone(UTC)
+
+
+@lru_cache(maxsize=8)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def business_year(moment: datetime, tz_name: str) -> int:
+    """The year of a moment in the business time zone: numbers restart on 1 January in Singapore."""
+    return moment.astimezone(zone(tz_name)).year

@@ -1,0 +1,109 @@
+"""Invoices: a snapshot of names, addresses and prices at issue; generated -> printed -> emailed -> paid."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from domain.base import Base, BigId, Money, Name, Rate, Versioned, id_column
+from domain.clock import utcnow
+
+INVOICE_STATUSES = ("generated", "printed", "emailed", "paid")
+PAYMENT_METHODS = ("cash", "cheque", "paynow", "bank_transfer")
+
+
+class Invoice(Versioned, Base):
+    """Issued on confirm of a transaction; amounts never change afterwards, only the life cycle moves."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (CheckConstraint("status IN ('generated', 'printed', 'emailed', 'paid')", name="status"),)
+
+    id: Mapped[int] = id_column()
+    number: Mapped[str] = mapped_column(String(24), unique=True)
+    transaction_id: Mapped[int] = mapped_column(BigId, ForeignKey("transactions.id"), unique=True)
+    customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
+    driver_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="generated")
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    customer_name: Mapped[str] = mapped_column(Name)
+    customer_address: Mapped[str] = mapped_column(Text, default="")
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    subtotal: Mapped[Decimal] = mapped_column(Money)
+    gst_rate: Mapped[Decimal] = mapped_column(Numeric(5, 4))
+    gst: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money)
+    amount_paid: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    printed_at: Mapped[datetime | None]
+    printed_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
+    emailed_at: Mapped[datetime | None]
+    emailed_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
+    paid_at: Mapped[datetime | None]
+    paid_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLine.position"
+    )
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="invoice", cascade="all, delete-orphan", order_by="Payment.id"
+    )
+
+
+class InvoiceLine(Base):
+    """One priced line: meter usage, cylinders, an empty return, a half-return credit, or a service."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint("kind IN ('usage', 'delivery', 'empty_return', 'half_return', 'service')", name="kind"),
+    )
+
+    id: Mapped[int] = id_column()
+    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoices.id"), index=True)
+    position: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(40), default="")
+    description: Mapped[str] = mapped_column(Text)
+    qty: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    unit_price: Mapped[Decimal] = mapped_column(Rate)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class Payment(Base):
+    """Money received against an invoice; partial payments add up, over-payment is kept as a credit."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("method IN ('cash', 'cheque', 'paynow', 'bank_transfer')", name="method"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = id_column()
+    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    method: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+
+    invoice: Mapped[Invoice] = relationship(back_populates="payments")
+
+
+class InvoiceEvent(Base):
+    """Each life-cycle step and each repeat (printed again, e-mailed again) with its time and actor."""
+
+    __tablename__ = "invoice_events"
+
+    id: Mapped[int] = id_column()
+    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoices.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    occurred_at: Mapped[datetime | None]
+    actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,244 @@
+"""The end of every write transaction: change-feed seqs and audit-chain links, under one late lock.
+
+Services only *record* what changed (`record_change`, `audit`); the records wait in the session. Just
+before the commit, the unit of work calls `write_ledger`, which
+
+1. flushes the session, so every new record has its id;
+2. builds each changed record's document (its REST representation) and each audit entry's context;
+3. locks the `audit` and `feed` counter rows (`SELECT ... FOR UPDATE`, always in that order);
+4. gives the feed entries consecutive seqs after the feed counter and the audit entries consecutive ids
+   after the audit counter, each entry's hash chained to the one before;
+5. writes them with multi-row statements and moves both counters.
+
+The counter locks are held until the commit, so no other transaction can take a seq or an audit id in
+between: seq order is commit order (a change committed after a `last_seq` was handed out always gets a
+higher seq), and the audit chain is linked in commit order even with many writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.orm import Session
+
+from domain.audit.models import AuditEntry
+from domain.clock import rfc3339, utcnow
+from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
+
+LEDGER_KEY = "lpg_ledger"
+FEED_COUNTER = "feed"
+AUDIT_COUNTER = "audit"
+GENESIS_HASH = "0" * 64
+# Rows per multi-row statement: well under SQLite's variable limit and MariaDB's packet size.
+CHUNK = 400
+
+Doc = dict[str, Any]
+Target = Any  # an ORM object with `id`, `version`, `last_modified`, or a plain int id
+
+
+@dataclass
+class PendingChange:
+    entity: str
+    target: Target
+    scope: int
+    deleted: bool
+    doc: Callable[[], Doc] | Doc | None
+    version: int | None = None
+    last_modified: datetime | None = None
+
+
+@dataclass
+class PendingAudit:
+    at: datetime
+    user_id: int | None
+    device_id: str | None
+    action: str
+    entity_type: str
+    target: Target
+    context: Callable[[], Doc] | Doc
+
+
+@dataclass
+class Ledger:
+    """What the current transaction changed, in the order it happened, waiting for the commit."""
+
+    changes: list[PendingChange] = field(default_factory=list)
+    audits: list[PendingAudit] = field(default_factory=list)
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.changes), len(self.audits)
+
+    def rollback_to(self, mark: tuple[int, int]) -> None:
+        """Forget what a rolled-back savepoint recorded."""
+        del self.changes[mark[0] :]
+        del self.audits[mark[1] :]
+
+    def clear(self) -> None:
+        self.changes.clear()
+        self.audits.clear()
+
+
+def ledger_of(session: Session) -> Ledger:
+    ledger = session.info.get(LEDGER_KEY)
+    if ledger is None:
+        ledger = session.info[LEDGER_KEY] = Ledger()
+    return ledger
+
+
+def target_id(target: Target) -> int | None:
+    return target if target is None or isinstance(target, int) else target.id
+
+
+def _resolve(value: Callable[[], Doc] | Doc | None) -> Doc:
+    if value is None:
+        return {}
+    return value() if callable(value) else value
+
+
+def dumps(doc: Any) -> str:
+    """The one canonical JSON form: sorted keys, no spaces, UTF-8 kept as is."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def audit_hash(
+    entry_id: int,
+    at: datetime,
+    user_id: int | None,
+    device_id: str | None,
+    action: str,
+    entity_type: str,
+    entity_id: int | None,
+    context: str,
+    prev_hash: str,
+) -> str:
+    """SHA-256 over the canonical serialisation of an entry and the previous entry's hash."""
+    canonical = orjson.dumps(
+        [entry_id, rfc3339(at), user_id, device_id, action, entity_type, entity_id, context, prev_hash]
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def write_ledger(session: Session) -> None:
+    """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
+    ledger = session.info.get(LEDGER_KEY)
+    if ledger is None or (not ledger.changes and not ledger.audits):
+        session.flush()
+        return
+    # 1. Every new record gets its id.
+    session.flush()
+    # 2. Documents and contexts, built from the records' final state in this transaction.
+    feed_rows = _feed_rows(ledger.changes)
+    audit_rows = [
+        {
+            "at": a.at,
+            "user_id": a.user_id,
+            "device_id": a.device_id,
+            "action": a.action,
+            "entity_type": a.entity_type,
+            "entity_id": target_id(a.target),
+            "context": dumps(_resolve(a.context)),
+        }
+        for a in ledger.audits
+    ]
+    # 3. The late lock: both counter rows, always audit before feed.
+    counters = {
+        c.name: c
+        for c in session.scalars(
+            select(Counter)
+            .where(Counter.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
+            .order_by(Counter.name)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    feed_counter, audit_counter = counters[FEED_COUNTER], counters[AUDIT_COUNTER]
+    # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
+    seq = feed_counter.value
+    for row in feed_rows:
+        seq += 1
+        row["seq"] = seq
+    entry_id, prev = audit_counter.value, audit_counter.head or GENESIS_HASH
+    for row in audit_rows:
+        entry_id += 1
+        row["id"], row["prev_hash"] = entry_id, prev
+        row["hash"] = prev = audit_hash(
+            entry_id,
+            row["at"],
+            row["user_id"],
+            row["device_id"],
+            row["action"],
+            row["entity_type"],
+            row["entity_id"],
+            row["context"],
+            prev,
+        )
+    # 5. Multi-row writes, then the counters move.
+    _upsert_feed(session, feed_rows)
+    for chunk in _chunks(audit_rows):
+        session.execute(insert(AuditEntry), chunk)
+    if feed_rows:
+        session.execute(update(Counter).where(Counter.name == FEED_COUNTER).values(value=seq))
+    if audit_rows:
+        session.execute(update(Counter).where(Counter.name == AUDIT_COUNTER).values(value=entry_id, head=prev))
+    session.expire(feed_counter)
+    session.expire(audit_counter)
+    ledger.clear()
+
+
+def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
+    """One row per record, the last recorded state wins, in the order records were first touched."""
+    latest: dict[tuple[str, int], PendingChange] = {}
+    for change in changes:
+        latest[(change.entity, int(target_id(change.target)))] = change  # type: ignore[arg-type]
+    rows = []
+    now = utcnow()
+    for (entity, entity_id), change in latest.items():
+        target = change.target
+        version = change.version if change.version is not None else getattr(target, "version", 1)
+        modified = change.last_modified or getattr(target, "last_modified", None) or now
+        rows.append(
+            {
+                "entity": entity,
+                "entity_id": entity_id,
+                "version": version,
+                "scope": change.scope,
+                "deleted": change.deleted,
+                "last_modified": modified,
+                "doc": dumps(_resolve(change.doc)),
+            }
+        )
+    return rows
+
+
+def _upsert_feed(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table: Table = FeedEntry.__table__  # type: ignore[assignment]
+    columns = ("seq", "version", "scope", "deleted", "last_modified", "doc")
+    for chunk in _chunks(rows):
+        if session.get_bind().dialect.name == "sqlite":
+            lite = sqlite_dialect.insert(table).values(chunk)
+            session.execute(
+                lite.on_conflict_do_update(
+                    index_elements=["entity", "entity_id"], set_={c: lite.excluded[c] for c in columns}
+                )
+            )
+        else:
+            maria = mysql_dialect.insert(table).values(chunk)
+            session.execute(maria.on_duplicate_key_update({c: maria.inserted[c] for c in columns}))
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+__all__ = ["GENESIS_HASH", "PUBLIC_SCOPE", "Ledger", "audit_hash", "dumps", "ledger_of", "write_ledger"]

@@ -1,0 +1,94 @@
+"""Locking stock rows: always in one fixed order, so that two transactions never deadlock on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.orm import Session
+
+from domain.clock import utcnow
+from domain.logistics.models import DepotStock, SiteStock, TruckStock
+
+LOCKED_KEY = "lpg_locked_stock"
+
+# The fixed order: by table (depot_stock < site_stock < truck_stock), then holder id, then equipment id.
+PLACES: dict[str, tuple[Any, str]] = {
+    "depot": (DepotStock, "depot_id"),
+    "site": (SiteStock, "customer_id"),
+    "truck": (TruckStock, "truck_id"),
+}
+PLACE_ORDER = {"depot": 0, "site": 1, "truck": 2}
+
+StockRow = DepotStock | SiteStock | TruckStock
+
+
+class StockKey(NamedTuple):
+    """A stock row: `place` is depot, truck or site; `holder` the depot, truck or customer id."""
+
+    place: str
+    holder: int
+    equipment: int
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return PLACE_ORDER[self.place], self.holder, self.equipment
+
+
+def lock_stock_rows(session: Session, keys: Iterable[StockKey]) -> dict[StockKey, StockRow]:
+    """Lock (`SELECT ... FOR UPDATE`) and load the stock rows for `keys`, creating missing ones at zero.
+
+    Rows are locked in one fixed sorted order. A row already locked by this transaction is returned as it
+    is in the session (with this transaction's pending changes); others are read fresh after the lock.
+    """
+    locked: dict[StockKey, StockRow] = session.info.setdefault(LOCKED_KEY, {})
+    wanted = sorted({StockKey(*k) for k in keys} - locked.keys(), key=StockKey.sort_key)
+    for place in sorted({k.place for k in wanted}, key=PLACE_ORDER.__getitem__):
+        model, holder_col = PLACES[place]
+        place_keys = [k for k in wanted if k.place == place]
+        found = _select_for_update(session, place, place_keys, locked)
+        missing = [k for k in place_keys if k not in found]
+        if missing:  # first use of a site (or a new model): create at zero, then lock
+            _create_missing(session, model, holder_col, missing)
+            _select_for_update(session, place, missing, locked)
+    return {StockKey(*k): locked[StockKey(*k)] for k in keys}
+
+
+def _select_for_update(
+    session: Session, place: str, keys: list[StockKey], locked: dict[StockKey, StockRow]
+) -> set[StockKey]:
+    """Record locks only (READ COMMITTED takes no gap locks on a unique-key search), in index order."""
+    model, holder_col = PLACES[place]
+    holder = getattr(model, holder_col)
+    rows = session.scalars(
+        select(model)
+        .where(tuple_(holder, model.equipment_id).in_([(k.holder, k.equipment) for k in keys]))
+        .order_by(holder, model.equipment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    found = set()
+    for row in rows:
+        key = StockKey(place, getattr(row, holder_col), row.equipment_id)
+        locked[key] = row
+        found.add(key)
+    return found
+
+
+def _create_missing(session: Session, model: Any, holder_col: str, keys: list[StockKey]) -> None:
+    """Insert-or-ignore the rows in sorted order (a concurrent creator of the same row makes this wait)."""
+    now = utcnow()
+    values = [{holder_col: k.holder, "equipment_id": k.equipment, "version": 1, "last_modified": now} for k in keys]
+    table = model.__table__
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sqlite_dialect.insert(table).values(values).on_conflict_do_nothing())
+    else:
+        maria = mysql_dialect.insert(table).values(values)
+        session.execute(maria.on_duplicate_key_update({"id": table.c.id}))
+
+
+def forget_locks(session: Session) -> None:
+    """After a rollback, rows must be locked (and read) again."""
+    session.info.pop(LOCKED_KEY, None)

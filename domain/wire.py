@@ -1,0 +1,230 @@
+"""Building blocks for `schemas.py` modules: frozen commands, decimal strings, quantities, references.
+
+Commands are pydantic models (frozen, unknown fields refused); the same classes validate requests and
+feed the OpenAPI document, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import ValidationError as PydanticValidationError
+
+from domain.clock import parse_rfc3339
+from domain.errors import ReadOnlyField, ValidationError
+
+_DECIMAL = re.compile(r"^-?\d{1,12}(\.\d+)?$")
+
+
+def _decimal_string(places: int, signed: bool) -> Any:
+    def check(value: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, str):
+            raise ValueError('must be a decimal string such as "12.70", never a number')
+        if not _DECIMAL.match(value) or (not signed and value.startswith("-")):
+            raise ValueError('must be a decimal string such as "12.70"' + ("" if signed else " (not negative)"))
+        decimals = len(value.split(".", 1)[1]) if "." in value else 0
+        if decimals > places:
+            raise ValueError(f"at most {places} decimal places")
+        return Decimal(value)
+
+    return check
+
+
+def _decimal_schema(places: int, signed: bool) -> dict[str, Any]:
+    pattern = (r"^-?" if signed else r"^") + r"\d{1,12}(\.\d{1,%d})?$" % places
+    return {"type": "string", "pattern": pattern, "examples": ["12.70"]}
+
+
+def DecimalString(places: int = 2, signed: bool = False) -> Any:  # noqa: N802 (a type factory)
+    return Annotated[
+        Decimal,
+        BeforeValidator(_decimal_string(places, signed)),
+        PlainSerializer(lambda d: str(d), return_type=str),
+        WithJsonSchema(_decimal_schema(places, signed)),
+    ]
+
+
+MoneyStr = DecimalString(2)
+RateStr = DecimalString(4)
+ReadingStr = DecimalString(2)
+KgStr = DecimalString(2)
+
+
+def _strict_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+Qty = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=1_000_000)]
+Id = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=2**63 - 1)]
+# A record named by its permanent id, or (in sync pushes) by a client_temp_id of the same device.
+Ref = Annotated[
+    int | str,
+    WithJsonSchema(
+        {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1, "maxLength": 100}]}
+    ),
+]
+
+
+def _ref(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("must be an id or a client_temp_id")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("ids are positive")
+        return value
+    if isinstance(value, str) and 0 < len(value) <= 100:
+        return value
+    raise ValueError("must be an id or a client_temp_id")
+
+
+RefField = Annotated[Ref, BeforeValidator(_ref)]
+
+
+def _code_or_id(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("must be a code or an id")
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str) and 0 < len(value) <= 40:
+        return value
+    raise ValueError('must be a code ("CYL12.7") or an id')
+
+
+CodeOrId = Annotated[
+    int | str,
+    BeforeValidator(_code_or_id),
+    WithJsonSchema({"oneOf": [{"type": "string", "examples": ["CYL12.7"]}, {"type": "integer", "minimum": 1}]}),
+]
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time string")
+    try:
+        return parse_rfc3339(value)
+    except ValidationError as exc:
+        raise ValueError(exc.message) from exc
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-11-24T02:10:00Z"]}),
+]
+
+Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+OptText = Annotated[str | None, Field(default=None, max_length=500)]
+
+
+class Command(BaseModel):
+    """An immutable, validated request. Unknown fields are refused; `read_only` names server-owned ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    read_only: ClassVar[frozenset[str]] = frozenset()
+
+
+class Query(BaseModel):
+    """Query-string parameters: unknown names and unparseable values are refused, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+SERVER_OWNED = frozenset(
+    {
+        "price",
+        "unit_price",
+        "amount",
+        "amounts",
+        "total",
+        "subtotal",
+        "gst",
+        "gst_rate",
+        "rate",
+        "meter_rate",
+        "kg_rate",
+        "fee",
+        "deposit",
+        "number",
+        "status",
+        "version",
+        "last_modified",
+        "driver",
+        "driver_id",
+        "owner",
+        "owner_id",
+        "created_by",
+        "created_at",
+        "confirmed_at",
+        "usage",
+        "usage_amount",
+        "invoice",
+        "balance",
+        "amount_paid",
+    }
+)
+
+
+def parse(model: type[Command], payload: Any, prefix: str = "") -> Any:
+    """Validate `payload` into `model`, or raise the spec's error naming the field."""
+    if not isinstance(payload, dict):
+        raise ValidationError("the body must be an object", prefix.rstrip(".") or None)
+    _refuse_read_only(model, payload, prefix)
+    try:
+        return model.model_validate(payload)
+    except PydanticValidationError as exc:
+        raise validation_error(exc, prefix) from None
+
+
+def _refuse_read_only(model: type[Command], payload: dict[str, Any], prefix: str) -> None:
+    for key in payload:
+        if key in model.read_only or (key in SERVER_OWNED and key not in model.model_fields):
+            raise ReadOnlyField(prefix + key)
+    # Nested commands (lines) have their own read-only sets.
+    for name, field in model.model_fields.items():
+        value = payload.get(name)
+        inner = _command_type(field.annotation)
+        if inner is None or value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                where = f"{prefix}{name}[{index}]." if isinstance(value, list) else f"{prefix}{name}."
+                _refuse_read_only(inner, item, where)
+
+
+def _command_type(annotation: Any) -> type[Command] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Command):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _command_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:
+    first = exc.errors()[0]
+    field = prefix + _loc(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return ValidationError(f"unknown field '{field}'", field)
+    if first["type"] == "missing":
+        return ValidationError(f"'{field}' is required", field)
+    return ValidationError(f"'{field}': {first['msg']}", field, {"errors": len(exc.errors())})
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-before[check(), Decimal]",) or "function" in str(part):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out

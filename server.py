@@ -1,0 +1,132 @@
+"""Composition root: settings -> database -> Starlette app. `python server.py` migrates, loads demo data
+once, and serves with uvicorn. Nothing touches the database at import time."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from domain.api import (
+    PUBLIC,
+    AppState,
+    Ctx,
+    Endpoint,
+    Router,
+    http_exception_handler,
+    routes_for,
+    server_error_handler,
+)
+from domain.db import Database
+from domain.errors import ServiceUnavailable
+from domain.schema import current_revision, upgrade
+from domain.settings import Settings
+
+log = logging.getLogger("lpg.server")
+
+system = Router("system")
+
+
+@system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",))
+def health(ctx: Ctx) -> dict[str, Any]:
+    """Liveness and readiness: the database answers and its schema revision."""
+    try:
+        with ctx.db.engine.connect() as conn:
+            revision = current_revision(conn)
+    except Exception as exc:
+        raise ServiceUnavailable("the database does not answer", {"reason": type(exc).__name__}) from exc
+    return {"status": "ok", "database": ctx.db.dialect, "schema": revision}
+
+
+def routers() -> list[Router]:
+    """Every context's endpoints, in the order they are documented."""
+    return [system]
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [endpoint for router in routers() for endpoint in router.endpoints]
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    db = db or Database(settings)
+    state = AppState(settings, db)
+    app = Starlette(
+        routes=routes_for(all_endpoints(), state),
+        exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
+    )
+    app.state.lpg = state
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """The factory uvicorn workers call: settings come from the environment the parent prepared."""
+    return create_app(Settings.from_env())
+
+
+def prepare(settings: Settings, demo: bool) -> None:
+    """Migrate the database to head and, on a first run, load the demo data."""
+    db = Database(settings)
+    try:
+        upgrade(db.engine)
+        if demo:
+            from domain.demo import load_demo
+
+            if load_demo(db):
+                log.warning("demo data loaded: log in as admin / admin-lpg-2026 (see README)")
+    finally:
+        db.dispose()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="lpg-sync: the offline-first sync server for LPG field operations")
+    parser.add_argument("--host", default=None, help="address to bind (LPG_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (LPG_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (LPG_WORKERS, default 1)")
+    parser.add_argument(
+        "--database-url", default=None, help="SQLAlchemy URL (LPG_DATABASE_URL, default sqlite:///lpg.db)"
+    )
+    parser.add_argument("--no-demo", action="store_true", help="do not load the demo data into an empty database")
+    parser.add_argument("--no-migrate", action="store_true", help="do not run migrations before serving")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name, value in (
+        ("LPG_HOST", args.host),
+        ("LPG_PORT", args.port),
+        ("LPG_WORKERS", args.workers),
+        ("LPG_DATABASE_URL", args.database_url),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
+    settings = Settings.from_env()
+    if not settings.secret_key or "LPG_SECRET_KEY" not in os.environ:
+        os.environ["LPG_SECRET_KEY"] = settings.secret_key  # every worker signs with the same key
+    if not args.no_migrate:
+        prepare(settings, demo=not args.no_demo)
+    import uvicorn
+
+    log.info("serving on http://%s:%d (Swagger UI at /api/schema/swagger-ui/)", settings.host, settings.port)
+    uvicorn.run(
+        "server:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""One business action = one transaction: an error after stock changed leaves no trace anywhere."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from domain.audit.models import AuditEntry
+from domain.audit.services import audit
+from domain.db import Database
+from domain.feed.models import Counter, FeedEntry
+from domain.feed.services import allocate_number, record_change
+from domain.logistics.docs import stock_doc
+from domain.logistics.models import TruckStock
+from domain.logistics.stock import StockKey, lock_stock_rows
+
+
+def snapshot(db: Database) -> dict[str, object]:
+    def read(s):  # type: ignore[no-untyped-def]
+        return {
+            "stock": sorted(
+                (r.truck_id, r.equipment_id, r.full, r.empty, r.version) for r in s.scalars(select(TruckStock))
+            ),
+            "feed": s.execute(select(func.count()).select_from(FeedEntry)).scalar_one(),
+            "audit": s.execute(select(func.count()).select_from(AuditEntry)).scalar_one(),
+            "counters": sorted((c.name, c.value, c.head) for c in s.scalars(select(Counter))),
+        }
+
+    return db.read(read)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_error_after_stock_change_leaves_no_trace(demo: Database) -> None:
+    before = snapshot(demo)
+    key = StockKey("truck", 1, 1)
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        row = lock_stock_rows(uow.session, [key])[key]
+        row.full -= 5
+        row.touch()
+        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
+        audit(uow.session, 1, None, "adjust", "truck_stock", row, before={"full": 20}, after={"full": 15})
+        allocate_number(uow.session, "TRX", 2026)
+        uow.session.flush()
+        raise Boom("after the stock update, before commit")
+
+    with pytest.raises(Boom):
+        demo.run(work)
+    assert snapshot(demo) == before
+
+
+def test_a_committed_unit_writes_stock_feed_audit_and_number_together(demo: Database) -> None:
+    before = snapshot(demo)
+    key = StockKey("truck", 1, 1)
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        row = lock_stock_rows(uow.session, [key])[key]
+        row.full -= 5
+        row.touch()
+        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
+        audit(uow.session, 1, None, "adjust", "truck_stock", row, before={"full": 20}, after={"full": 15})
+        return allocate_number(uow.session, "TRX", 2026)
+
+    assert demo.run(work) == "TRX-2026-000001"
+    after = snapshot(demo)
+    assert after["audit"] == before["audit"] + 1  # type: ignore[operator]
+    assert after["feed"] == before["feed"]  # the truck row's feed entry moved to a new seq (compaction)
+    counters = {n: v for n, v, _ in after["counters"]}  # type: ignore[union-attr]
+    assert counters["TRX-2026"] == 1 and counters["feed"] == {n: v for n, v, _ in before["counters"]}["feed"] + 1  # type: ignore[union-attr]
+    row = next(r for r in after["stock"] if r[:2] == (1, 1))  # type: ignore[union-attr,index]
+    assert row[2] == 15 and row[4] == 2
+
+
+def test_feed_is_compacted_one_row_per_record_at_its_latest_seq(demo: Database) -> None:
+    key = StockKey("truck", 2, 3)
+    for _ in range(5):
+
+        def work(uow):  # type: ignore[no-untyped-def]
+            row = lock_stock_rows(uow.session, [key])[key]
+            row.empty += 1
+            row.touch()
+            record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL14"))
+
+        demo.run(work)
+    rows = demo.read(lambda s: s.scalars(select(FeedEntry).where(FeedEntry.entity == "truck_stock")).all())
+    mine = [r for r in rows if '"truck":2' in r.doc and '"CYL14"' in r.doc]
+    assert len(mine) == 1
+    assert mine[0].version == 6 and mine[0].seq == max(r.seq for r in rows)
+    assert '"empty":5' in mine[0].doc
