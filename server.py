@@ -45,7 +45,15 @@ def health(ctx: Ctx) -> dict[str, Any]:
 
 def routers() -> list[Router]:
     """Every context's endpoints, in the order they are documented."""
-    return [system]
+    from domain.accounts.api import router as accounts
+    from domain.audit.api import router as audit
+    from domain.catalog.api import router as catalog
+    from domain.invoicing.api import router as invoicing
+    from domain.logistics.api import router as logistics
+    from domain.sales.api import router as sales
+    from sync.api import router as sync
+
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync]
 
 
 def all_endpoints() -> list[Endpoint]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from domain import codec
 from domain.accounts.models import User
+from domain.accounts.policy import Actor
 from domain.accounts.tokens import ACCESS, decode_token
 from domain.db import Database, UnitOfWork
 from domain.errors import (
@@ -37,26 +38,19 @@ from domain.errors import (
     ValidationError,
     error_body,
 )
+from domain.service import Call
 from domain.settings import Settings
 from domain.wire import Command, Query, parse, validation_error
 
 log = logging.getLogger("lpg.api")
+T = TypeVar("T")
 
 PUBLIC, USER, ADMIN = "public", "user", "admin"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@dataclass(frozen=True)
-class AuthUser:
-    """The caller, as loaded from the database on this request (a deactivated user is refused)."""
-
-    id: int
-    username: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+# The caller, as loaded from the database on this request (a deactivated user is refused).
+AuthUser = Actor
 
 
 @dataclass
@@ -115,6 +109,17 @@ class Ctx:
 
     def unit(self, readonly: bool = False) -> UnitOfWork:
         return self.db.unit(readonly=readonly)
+
+    def call(self, uow: UnitOfWork, device_id: str | None = None) -> Call:
+        """The service call for this request, in the unit `uow`."""
+        return Call(uow.session, self.actor, self.settings, device_id=device_id)
+
+    def run(self, work: Callable[[Call], T]) -> T:
+        """Run one service call in its own unit of work and commit it (deadlock victims are retried)."""
+        return self.db.run(lambda uow: work(self.call(uow)))
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        return self.db.read(work)
 
     def absolute(self, **params: Any) -> str:
         """This request's URL with some query parameters replaced (pagination links)."""

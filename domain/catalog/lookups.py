@@ -1,0 +1,79 @@
+"""Finding catalog records the way requests name them (equipment by code or id, services by code), and
+refusing inactive ones for new records (`invalid_state`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.catalog.models import Customer, CustomerPrice, Depot, EquipmentModel, Meter, Service, Truck
+from domain.errors import InvalidState, NotFound
+
+
+def equipment(session: Session, code_or_id: int | str, *, for_use: bool = True) -> EquipmentModel:
+    if isinstance(code_or_id, int):
+        found = session.get(EquipmentModel, code_or_id)
+    else:
+        found = session.execute(select(EquipmentModel).where(EquipmentModel.code == code_or_id)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"equipment {code_or_id!r} not found", {"entity": "equipment", "id": code_or_id})
+    if for_use and not found.active:
+        raise InvalidState(f"equipment {found.code} is inactive", {"entity": "equipment", "id": found.id})
+    return found
+
+
+def service(session: Session, code_or_id: int | str, *, for_use: bool = True) -> Service:
+    if isinstance(code_or_id, int):
+        found = session.get(Service, code_or_id)
+    else:
+        found = session.execute(select(Service).where(Service.code == code_or_id)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"service {code_or_id!r} not found", {"entity": "service", "id": code_or_id})
+    if for_use and not found.active:
+        raise InvalidState(f"service {found.code} is inactive", {"entity": "service", "id": found.id})
+    return found
+
+
+def _get(session: Session, model: type, entity: str, record_id: int, for_use: bool) -> object:
+    found = session.get(model, record_id)
+    if found is None:
+        raise NotFound(f"{entity} {record_id} not found", {"entity": entity, "id": record_id})
+    if for_use and not found.active:
+        raise InvalidState(f"{entity} {record_id} is inactive", {"entity": entity, "id": record_id})
+    return found
+
+
+def depot(session: Session, depot_id: int, *, for_use: bool = True) -> Depot:
+    return _get(session, Depot, "depot", depot_id, for_use)  # type: ignore[return-value]
+
+
+def truck(session: Session, truck_id: int, *, for_use: bool = True) -> Truck:
+    return _get(session, Truck, "truck", truck_id, for_use)  # type: ignore[return-value]
+
+
+def customer(session: Session, customer_id: int, *, for_use: bool = True) -> Customer:
+    return _get(session, Customer, "customer", customer_id, for_use)  # type: ignore[return-value]
+
+
+def customer_meters(session: Session, customer_id: int) -> list[Meter]:
+    return list(session.scalars(select(Meter).where(Meter.customer_id == customer_id).order_by(Meter.id)))
+
+
+def equipment_price(session: Session, customer_id: int, item: EquipmentModel) -> Decimal:
+    """The customer's own price for a full cylinder of this model, else the catalog's."""
+    override = session.execute(
+        select(CustomerPrice.price).where(
+            CustomerPrice.customer_id == customer_id, CustomerPrice.equipment_id == item.id
+        )
+    ).scalar_one_or_none()
+    return override if override is not None else item.unit_price
+
+
+def service_price(session: Session, customer_id: int, item: Service) -> Decimal:
+    """The customer's own fee for this service, else the catalog's."""
+    override = session.execute(
+        select(CustomerPrice.price).where(CustomerPrice.customer_id == customer_id, CustomerPrice.service_id == item.id)
+    ).scalar_one_or_none()
+    return override if override is not None else item.price

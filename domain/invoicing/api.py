@@ -1,0 +1,7 @@
+"""HTTP handlers of the invoicing context: parse, authorize (domain.accounts.policy), call one service, encode."""
+
+from __future__ import annotations
+
+from domain.api import Router
+
+router = Router("invoicing")
