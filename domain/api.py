@@ -74,6 +74,7 @@ class Endpoint:
     tag: str = ""
     raw_body: bool = False  # the handler reads `ctx.payload` itself (sync push, replay)
     body_optional: bool = False
+    extra_content: tuple[str, ...] = ()  # other media types the handler may answer with (`text/csv` reports)
 
     @property
     def name(self) -> str:
@@ -123,9 +124,8 @@ class Ctx:
 
     def absolute(self, **params: Any) -> str:
         """This request's URL with some query parameters replaced (pagination links)."""
-        query = dict(self.request.query_params)
-        query.update({k: str(v) for k, v in params.items()})
-        return str(self.request.url.replace(query=urlencode(query)))
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k not in params]
+        return str(self.request.url.replace(query=urlencode(kept + [(k, str(v)) for k, v in params.items()])))
 
 
 class Router:
@@ -289,6 +289,8 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
             user = await run_in_threadpool(authenticate, state, request, endpoint.auth)
+            if user is not None:
+                request.state.user_id = user.id  # for the access log
             ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt)
             ctx.query = _parse_query(endpoint.query, request)
             if endpoint.body is not None or endpoint.raw_body or endpoint.method in {"POST", "PUT", "PATCH"}:
@@ -362,7 +364,10 @@ class PageQuery(Query):
 def paginate(
     ctx: Ctx, session: Session, stmt: Select[Any], serialize: Callable[[Any], dict[str, Any]], query: PageQuery
 ) -> dict[str, Any]:
-    """DRF-style page: `count`, absolute `next` / `previous` links, `results`. `stmt` must be totally ordered."""
+    """DRF-style page: `count`, absolute `next` / `previous` links, `results`. `stmt` must be totally ordered
+    (end its ORDER BY with the primary key), or rows could repeat or vanish between pages."""
+    if not stmt._order_by_clauses:
+        raise ValueError("paginate() needs an ordered statement: end the ORDER BY with the primary key")
     count = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
     offset = (query.page - 1) * query.page_size
     rows = session.execute(stmt.limit(query.page_size).offset(offset)).scalars().all()
