@@ -373,7 +373,9 @@ def _responses(
         schema = _success_schema(e, refs, defs)
         content: dict[str, Any] = {codec.JSON: {"schema": schema}, codec.MSGPACK: {"schema": schema}}
         for media in e.extra_content:
-            content[media] = {"schema": {"type": "string"}}
+            # YAML carries the same structure as JSON; CSV and the like are text.
+            same = media.endswith(("yaml", "json"))
+            content[media] = {"schema": schema if same else {"type": "string"}}
         responses[str(e.status)] = {"description": e.summary or "OK", "headers": headers, "content": content}
     for status, codes in error_codes(e).items():
         schema = error_schema(codes)
