@@ -42,7 +42,7 @@ def stock_report(session: Session, now: datetime) -> dict[str, Any]:
     depots = dict(session.execute(select(Depot.id, Depot.code)).all())
     trucks = dict(session.execute(select(Truck.id, Truck.plate)).all())
     customers = dict(session.execute(select(Customer.id, Customer.name)).all())
-    totals: dict[str, int] = {code: 0 for code in codes.values()}
+    totals: dict[str, int] = dict.fromkeys(codes.values(), 0)
     rows: list[dict[str, Any]] = []
     for d in session.scalars(select(DepotStock).order_by(DepotStock.depot_id, DepotStock.equipment_id)):
         rows.append(_stock_row("depot", d.depot_id, depots.get(d.depot_id, ""), codes[d.equipment_id], d.full, d.empty))
@@ -241,14 +241,14 @@ def outstanding_report(
 def sync_report(session: Session, now: datetime) -> dict[str, Any]:
     """Every device: its user, last push and pull, how far behind the feed it is, and its change counts."""
     seq = current_seq(session)
-    open_counts = dict(
+    open_counts: dict[str, int] = dict(
         session.execute(
             select(_rejections.c.device_id, func.count())
             .where(_rejections.c.resolved_at.is_(None))
             .group_by(_rejections.c.device_id)
         ).all()
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for device, username in session.execute(
         select(Device, User.username).join(User, User.id == Device.user_id).order_by(Device.device_id)
     ):

@@ -24,8 +24,12 @@ class SalesQuery(ReportQuery):
     """Confirmed transactions grouped by business day (Singapore), driver or customer; dates inclusive."""
 
     group_by: Literal["day", "driver", "customer"] = "day"
-    date_from: date | None = Field(None, ge=EARLIEST, le=LATEST, description="first business day, inclusive (2000-01-01 to 2100-12-31)")
-    date_to: date | None = Field(None, ge=EARLIEST, le=LATEST, description="last business day, inclusive (2000-01-01 to 2100-12-31)")
+    date_from: date | None = Field(
+        None, ge=EARLIEST, le=LATEST, description="first business day, inclusive (2000-01-01 to 2100-12-31)"
+    )
+    date_to: date | None = Field(
+        None, ge=EARLIEST, le=LATEST, description="last business day, inclusive (2000-01-01 to 2100-12-31)"
+    )
 
     @field_validator("date_to")
     @classmethod

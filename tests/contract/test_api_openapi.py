@@ -182,14 +182,20 @@ def test_the_generator_on_a_probe_registry() -> None:
     assert page["properties"]["results"]["items"] == {"$ref": "#/components/schemas/Item"}
     assert "Filters" not in schemas, "query models become parameters, not components"
     delete = doc["paths"]["/api/v1/orders/{id}/"]["delete"]
-    assert delete["parameters"] == [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}]
+    assert delete["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+    ]
     assert "content" not in delete["responses"]["204"]
     assert _codes(delete, "404") == ["not_found"] and _codes(delete, "403") == ["forbidden"]
 
 
 def test_error_codes_of_a_public_get_without_parameters() -> None:
     bare = Endpoint("GET", "/api/v1/ping", lambda ctx: {}, auth=PUBLIC)
-    assert error_codes(bare) == {401: ["invalid_token", "token_expired"], 406: ["not_acceptable"], 500: ["internal_error"]}
+    assert error_codes(bare) == {
+        401: ["invalid_token", "token_expired"],
+        406: ["not_acceptable"],
+        500: ["internal_error"],
+    }
 
 
 @pytest.mark.parametrize("asset", ["swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"])

@@ -60,7 +60,9 @@ def list_client(settings: Settings, many_customers: Database, monkeypatch: Any) 
     return TestClient(create_app(settings, many_customers), base_url="http://127.0.0.1"), "/api/v1/probe-customers/"
 
 
-def test_next_links_walk_every_row_exactly_once(list_client: tuple[TestClient, str], admin_headers: dict[str, str]) -> None:
+def test_next_links_walk_every_row_exactly_once(
+    list_client: tuple[TestClient, str], admin_headers: dict[str, str]
+) -> None:
     client, path = list_client
     url: str | None = f"http://127.0.0.1{path}?page_size=100"
     seen: list[int] = []

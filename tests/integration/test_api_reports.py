@@ -64,7 +64,10 @@ def business(demo: Database) -> Database:
         t3.deliveries = [DeliveryLine(equipment_id=1, kind="full_deliver", qty=50)]
         s.add_all([t1, t2, t3, t4])
         s.flush()
-        for trx, number, paid, when in ((t1, "INV-2026-000001", "0.00", "2026-03-01T15:31:00"), (t2, "INV-2026-000002", "54.50", "2026-03-01T16:31:00")):
+        for trx, number, paid, when in (
+            (t1, "INV-2026-000001", "0.00", "2026-03-01T15:31:00"),
+            (t2, "INV-2026-000002", "54.50", "2026-03-01T16:31:00"),
+        ):
             s.add(
                 Invoice(
                     number=number,
@@ -84,12 +87,22 @@ def business(demo: Database) -> Database:
         truck = s.scalars(select(TruckStock).where(TruckStock.truck_id == 1, TruckStock.equipment_id == 1)).one()
         truck.full -= 3
         s.add(SiteStock(customer_id=1, equipment_id=1, on_site=3))
-        s.add(Device(device_id="tab-017", user_id=2, last_pulled_seq=0, applied_count=7, duplicate_count=1, rejected_count=3))
+        s.add(
+            Device(
+                device_id="tab-017", user_id=2, last_pulled_seq=0, applied_count=7, duplicate_count=1, rejected_count=3
+            )
+        )
         for resolved in (None, None, at("2026-03-02T00:00:00")):
             s.add(
                 RejectedChange(
-                    device_id="tab-017", client_temp_id="t", op="transaction.create", payload="{}",
-                    error_code="insufficient_stock", error="{}", user_id=2, resolved_at=resolved,
+                    device_id="tab-017",
+                    client_temp_id="t",
+                    op="transaction.create",
+                    payload="{}",
+                    error_code="insufficient_stock",
+                    error="{}",
+                    user_id=2,
+                    resolved_at=resolved,
                 )
             )
 
@@ -103,12 +116,26 @@ def get(client: TestClient, headers: dict[str, str], name: str, **params: Any) -
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_stock_report_rows_and_the_conservation_total(business: Database, client: TestClient, admin_headers: dict[str, str]) -> None:
+def test_stock_report_rows_and_the_conservation_total(
+    business: Database, client: TestClient, admin_headers: dict[str, str]
+) -> None:
     report = get(client, admin_headers, "stock")
     rows = report["rows"]
     places = [r for r in rows if r["place"] != "total"]
-    assert len([r for r in places if r["place"] == "depot"]) == 8 and len([r for r in places if r["place"] == "truck"]) == 12
-    assert {"place": "site", "holder_id": 1, "holder": "Ah Seng Eating House", "equipment": "CYL9", "full": None, "empty": None, "on_site": 3, "total": 3} in rows
+    assert (
+        len([r for r in places if r["place"] == "depot"]) == 8
+        and len([r for r in places if r["place"] == "truck"]) == 12
+    )
+    assert {
+        "place": "site",
+        "holder_id": 1,
+        "holder": "Ah Seng Eating House",
+        "equipment": "CYL9",
+        "full": None,
+        "empty": None,
+        "on_site": 3,
+        "total": 3,
+    } in rows
     truck = next(r for r in places if r["place"] == "truck" and r["holder_id"] == 1 and r["equipment"] == "CYL9")
     assert (truck["full"], truck["empty"], truck["holder"]) == (17, 0, "GBA1234X")
     # 2 depots x (200 full + 40 empty) + 3 trucks x 20 full, whatever moved between places
@@ -120,27 +147,51 @@ def test_stock_report_rows_and_the_conservation_total(business: Database, client
         ).items()
 
 
-def test_sales_by_day_in_singapore_driver_and_customer(business: Database, client: TestClient, admin_headers: dict[str, str]) -> None:
+def test_sales_by_day_in_singapore_driver_and_customer(
+    business: Database, client: TestClient, admin_headers: dict[str, str]
+) -> None:
     by_day = get(client, admin_headers, "sales", group_by="day")
     assert [(r["key"], r["transactions"], r["subtotal"], r["gst"], r["total"]) for r in by_day["rows"]] == [
         ("2026-03-01", 1, "100.00", "9.00", "109.00"),
         ("2026-03-02", 1, "50.00", "4.50", "54.50"),
     ]
     first = by_day["rows"][0]
-    assert (first["full_delivered"], first["empty_returned"], first["half_returned"], first["usage"]) == (5, 1, 0, "10.50")
+    assert (first["full_delivered"], first["empty_returned"], first["half_returned"], first["usage"]) == (
+        5,
+        1,
+        0,
+        "10.50",
+    )
     assert by_day["totals"] | {} == {
-        "key": "total", "name": "all", "transactions": 2, "usage": "10.50", "full_delivered": 5,
-        "empty_returned": 1, "half_returned": 2, "subtotal": "150.00", "gst": "13.50", "total": "163.50",
+        "key": "total",
+        "name": "all",
+        "transactions": 2,
+        "usage": "10.50",
+        "full_delivered": 5,
+        "empty_returned": 1,
+        "half_returned": 2,
+        "subtotal": "150.00",
+        "gst": "13.50",
+        "total": "163.50",
     }
     by_driver = get(client, admin_headers, "sales", group_by="driver")
-    assert [(r["key"], r["name"], r["total"]) for r in by_driver["rows"]] == [("2", "driver1", "109.00"), ("3", "driver2", "54.50")]
+    assert [(r["key"], r["name"], r["total"]) for r in by_driver["rows"]] == [
+        ("2", "driver1", "109.00"),
+        ("3", "driver2", "54.50"),
+    ]
     by_customer = get(client, admin_headers, "sales", group_by="customer", date_from="2026-03-02", date_to="2026-03-02")
     assert [(r["key"], r["name"], r["half_returned"]) for r in by_customer["rows"]] == [("2", "Hock Lee Kopitiam", 2)]
     assert get(client, admin_headers, "sales", date_to="2026-02-28")["rows"] == []
 
 
 def test_sales_filters_are_validated(business: Database, client: TestClient, admin_headers: dict[str, str]) -> None:
-    for params in ({"group_by": "week"}, {"date_from": "yesterday"}, {"date_from": "2026-03-02", "date_to": "2026-03-01"}, {"colour": "red"}, {"date_from": "1066-10-14"}):
+    for params in (
+        {"group_by": "week"},
+        {"date_from": "yesterday"},
+        {"date_from": "2026-03-02", "date_to": "2026-03-01"},
+        {"colour": "red"},
+        {"date_from": "1066-10-14"},
+    ):
         response = client.get("/api/v1/reports/sales/", headers=admin_headers, params=params)
         assert response.status_code == 400, params
         assert response.json()["error"]["code"] == "validation_error"
@@ -148,7 +199,9 @@ def test_sales_filters_are_validated(business: Database, client: TestClient, adm
 
 def test_outstanding_invoices(business: Database, client: TestClient, admin_headers: dict[str, str]) -> None:
     report = get(client, admin_headers, "outstanding-invoices")
-    assert [(r["number"], r["balance"], r["amount_paid"], r["status"]) for r in report["rows"]] == [("INV-2026-000001", "109.00", "0.00", "generated")]
+    assert [(r["number"], r["balance"], r["amount_paid"], r["status"]) for r in report["rows"]] == [
+        ("INV-2026-000001", "109.00", "0.00", "generated")
+    ]
     assert report["rows"][0]["age_days"] >= 0
     assert report["totals"] == {"invoices": 1, "balance": "109.00"}
     assert get(client, admin_headers, "outstanding-invoices", driver=3)["rows"] == []
@@ -166,7 +219,9 @@ def test_sync_report(business: Database, client: TestClient, admin_headers: dict
 
 
 @pytest.mark.parametrize("name", REPORTS)
-def test_csv_parses_and_matches_json(name: str, business: Database, client: TestClient, admin_headers: dict[str, str]) -> None:
+def test_csv_parses_and_matches_json(
+    name: str, business: Database, client: TestClient, admin_headers: dict[str, str]
+) -> None:
     as_json = get(client, admin_headers, name)
     response = client.get(f"/api/v1/reports/{name}/", headers=admin_headers, params={"format": "csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
