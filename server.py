@@ -7,8 +7,9 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
@@ -34,7 +35,13 @@ log = logging.getLogger("lpg.server")
 system = Router("system")
 
 
-@system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",))
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["sqlite", "mysql"]
+    schema_revision: str = Field(alias="schema", description="the database's Alembic revision")
+
+
+@system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",), response=Health)
 def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness and readiness: the database answers and its schema revision."""
     try:

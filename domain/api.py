@@ -303,12 +303,30 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
                 elif not endpoint.raw_body and ctx.payload not in (None, {}):
                     raise ValidationError("this action takes no body")
             result = await run_in_threadpool(endpoint.handler, ctx)
+            if state.settings.validate_responses:
+                check_response(endpoint, result)
             return encode_result(result, endpoint.status, fmt, ctx.headers or None)
         except DomainError as exc:
             return domain_error_response(exc, fmt)
 
     view.__name__ = endpoint.name
     return view
+
+
+def check_response(endpoint: Endpoint, result: Any) -> None:
+    """`LPG_VALIDATE_RESPONSES` (on in tests): the answer must validate against the declared `response`
+    model (each item of a page when the endpoint lists); a mismatch is a bug, so it fails loudly (500)."""
+    model = endpoint.response
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(result, dict):
+        return
+    paged = endpoint.query is not None and issubclass(endpoint.query, PageQuery) and "results" not in model.model_fields
+    for item in result.get("results", []) if paged else [result]:
+        try:
+            model.model_validate(item)
+        except PydanticValidationError as exc:
+            raise AssertionError(
+                f"{endpoint.method} {endpoint.path} answered outside its response model: {exc}"
+            ) from exc
 
 
 def _empty_body(endpoint: Endpoint) -> Any:

@@ -44,7 +44,11 @@ SWAGGER_PATH = "/api/schema/swagger-ui/"
 REF = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-z]+))?\}")
-_PARAM_TYPES: dict[str, dict[str, Any]] = {"int": {"type": "integer", "minimum": 0}, "float": {"type": "number"}, "uuid": {"format": "uuid"}}
+_PARAM_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": 0},
+    "float": {"type": "number"},
+    "uuid": {"format": "uuid"},
+}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 STATUS_TEXT = {

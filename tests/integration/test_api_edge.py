@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from starlette.testclient import TestClient
 
-from domain.api import PUBLIC, Ctx, Router
+from domain.api import PUBLIC, Ctx, PageQuery, Router
 from domain.db import Database
 from domain.settings import Settings
 from server import create_app
@@ -120,3 +121,38 @@ def test_cors_allows_only_the_configured_origins(settings: Settings, db: Databas
 def test_without_configured_origins_no_cross_origin_access(client: TestClient) -> None:
     response = client.get("/api/v1/health", headers={"Origin": "https://tablet.example"})
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+class Answer(BaseModel):
+    id: int
+    number: str
+
+
+def test_responses_outside_their_model_fail_loudly_when_validation_is_on(
+    settings: Settings, db: Database, monkeypatch: Any
+) -> None:
+    import server
+
+    shapes = Router("shapes")
+
+    @shapes.get("/api/v1/good", auth=PUBLIC, response=Answer)
+    def good(ctx: Ctx) -> dict[str, Any]:
+        return {"id": 1, "number": "INV-2026-000001"}
+
+    @shapes.get("/api/v1/bad", auth=PUBLIC, response=Answer)
+    def bad(ctx: Ctx) -> dict[str, Any]:
+        return {"id": 1, "number": 7}
+
+    @shapes.get("/api/v1/bad-page", auth=PUBLIC, response=Answer, query=PageQuery)
+    def bad_page(ctx: Ctx) -> dict[str, Any]:
+        return {"count": 1, "next": None, "previous": None, "results": [{"id": "one"}]}
+
+    original = server.routers
+    monkeypatch.setattr(server, "routers", lambda: [*original(), shapes])
+    assert settings.validate_responses, "the test settings turn it on"
+    with TestClient(create_app(settings, db), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/good").status_code == 200
+        assert client.get("/api/v1/bad").status_code == 500
+        assert client.get("/api/v1/bad-page").status_code == 500
+    with TestClient(create_app(settings.with_(validate_responses=False), db)) as client:
+        assert client.get("/api/v1/bad").status_code == 200
