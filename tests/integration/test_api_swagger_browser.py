@@ -107,6 +107,9 @@ class Browser:
     def type(self, css: str, text: str) -> None:
         self.cmd("POST", f"/element/{self.find(css)}/value", {"text": text})
 
+    def count(self, css: str) -> int:
+        return len(self.cmd("POST", "/elements", {"using": "css selector", "value": css}))
+
     def text(self, css: str) -> str:
         return str(self.cmd("GET", f"/element/{self.find(css)}/text"))
 
@@ -170,6 +173,9 @@ def test_swagger_ui_authorize_and_execute_a_get(live_server: str, browser: Brows
 
     browser.go(f"{live_server}{SWAGGER_PATH}#/{endpoint.tag}/{op}")
     browser.find(".swagger-ui .info .title")
+    browser.find(f"#operations-{endpoint.tag}-{op}")
+    assert browser.count(".swagger-ui .errors-wrapper") == 0, "Swagger UI found errors in the document"
+    assert browser.count(".swagger-ui .opblock") == len([e for e in all_endpoints() if e.path.startswith("/api/")])
     # Authorize: the bearer scheme's dialog takes the access token.
     browser.click(".swagger-ui .auth-wrapper .btn.authorize")
     browser.type(".swagger-ui .modal-ux .auth-container input", token)
