@@ -1,0 +1,76 @@
+"""`python -m domain.audit verify [--database-url URL]`: recompute the audit log's hash chain.
+
+Exit status 0 when the chain is intact, 1 when it is broken (the first broken entry is printed), 2 on
+usage errors. A progress bar (on stderr) follows large logs; the verdict goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from domain.audit.verify import PAGE_SIZE, Verdict, verify_chain
+from domain.db import Database
+from domain.settings import DEFAULT_DATABASE_URL, Settings
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m domain.audit", description="The audit log's tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify", help="recompute the hash chain and name the first broken entry")
+    verify.add_argument(
+        "--database-url",
+        default=None,
+        help=f"SQLAlchemy URL (default: LPG_DATABASE_URL, else {DEFAULT_DATABASE_URL})",
+    )
+    verify.add_argument("--page-size", type=int, default=PAGE_SIZE, help="entries read per query")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON only")
+    return parser.parse_args(argv)
+
+
+def run_verify(database_url: str, page_size: int, show_progress: bool) -> Verdict:
+    db = Database(Settings(database_url=database_url, db_pool_size=1))
+    try:
+        if not show_progress:
+            return verify_chain(db, page_size)
+        columns = (
+            TextColumn("verifying the audit chain"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("verify", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return verify_chain(db, page_size, advance)
+    finally:
+        db.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    url = args.database_url or os.environ.get("LPG_DATABASE_URL") or DEFAULT_DATABASE_URL
+    verdict = run_verify(url, max(1, args.page_size), not args.no_progress and not args.json)
+    if args.json:
+        print(orjson.dumps(verdict.as_dict()).decode())
+    elif verdict.ok:
+        print(f"ok: {verdict.checked} entries checked, the chain is intact up to the head")
+    else:
+        print(
+            f"BROKEN: first broken entry id {verdict.first_broken_id} ({verdict.reason}); "
+            f"{verdict.checked} entries before it are intact"
+        )
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
