@@ -15,9 +15,7 @@ router = Router("audit")
 def list_audit_entries(ctx: Ctx) -> dict[str, Any]:
     """The audit log, newest first, filtered by entity, user, action and time (admins only)."""
     query: AuditQuery = ctx.query
-    return ctx.read(
-        lambda s: paginate(ctx, s, audit_filter(s, query, ctx.settings.timezone), audit_doc, query)
-    )
+    return ctx.read(lambda s: paginate(ctx, s, audit_filter(s, query, ctx.settings.timezone), audit_doc, query))
 
 
 @router.get("/api/v1/audit/verify/", auth=ADMIN)

@@ -26,15 +26,18 @@ def audit(
 ) -> None:
     """Record who (`actor`, `device`) did what (`action`) to which record, with before/after snapshots.
 
-    `before` is taken now (pass a dict); `after` may be a callable evaluated at commit, once new records
-    have their ids. Extra keyword arguments go into the context as they are (e.g. `client_temp_id`).
+    `before` is taken now (a callable is called now, not at commit: by then the record has changed);
+    `after` may be a callable evaluated at commit, once new records have their ids (or earlier, at
+    `domain.ledger.settle_audits`, when one transaction applies several changes). Extra keyword arguments
+    go into the context as they are (`client_temp_id`, `batch`: pass `**call.audit_context()`).
     The entry gets its id and its place in the hash chain at commit (see `domain.ledger`).
     """
+    before_now = before() if callable(before) else before
 
     def build() -> dict[str, Any]:
         payload: dict[str, Any] = dict(context)
-        if before is not None:
-            payload["before"] = before() if callable(before) else before
+        if before_now is not None:
+            payload["before"] = before_now
         if after is not None:
             payload["after"] = after() if callable(after) else after
         return payload

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -108,7 +109,7 @@ def verify_chain(db: Database, page_size: int = PAGE_SIZE, progress: Progress | 
     checked, prev_id, prev_hash = 0, 0, GENESIS_HASH
     after: int | None = None  # keyset: ids above this one (None: from the very first row, whatever its id)
     while True:
-        page = db.read(lambda s, after=after: _page(s, after, head.last_id, page_size))
+        page = db.read(partial(_page, after=after, last_id=head.last_id, size=page_size))
         if not page:
             break
         for row in page:
@@ -149,6 +150,7 @@ def _check_head(db: Database, head: Head, last_id: int, last_hash: str) -> int |
         return last_id + 1  # entries deleted at the end: the first missing one
     if last_hash != (head.hash or GENESIS_HASH):
         return head.last_id
+
     # Entries beyond the head: the application moves the counter in the same commit as the entries, so
     # an entry above a counter read *after* it was seen was not written by the application.
     def beyond(session: Session) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -77,7 +78,7 @@ def assert_one_chain_in_commit_order(db: Database, start: int, committed: int) -
     # one unit's entries are consecutive: no other writer's entry in between
     batches = [orjson.loads(e.context)["batch"] for e in log]
     closed: set[str] = set()
-    for previous, current in zip(batches, batches[1:], strict=False):
+    for previous, current in itertools.pairwise(batches):
         if current != previous:
             assert current not in closed, f"unit {current} is split by another unit's entries"
             closed.add(previous)
