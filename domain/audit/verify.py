@@ -22,7 +22,7 @@ neither disturb nor join the check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -106,25 +106,44 @@ def entry_hash(row: Any) -> str:
 def verify_chain(db: Database, page_size: int = PAGE_SIZE, progress: Progress | None = None) -> Verdict:
     """Recompute the whole chain up to the head read at the start; stop at the first broken entry."""
     head = db.read(read_head)
+    verdict = walk(_rows(db, head.last_id, page_size, progress), head)
+    if verdict.ok:
+        beyond = db.read(partial(_first_beyond_head, head=head))
+        if beyond is not None:
+            return Verdict(False, verdict.checked, beyond, HEAD_MISMATCH, head.last_id)
+    return verdict
+
+
+def walk(rows: Iterable[Any], head: Head) -> Verdict:
+    """The chain check itself, over entries in id order (rows with the audit_log columns), up to `head`."""
     checked, prev_id, prev_hash = 0, 0, GENESIS_HASH
-    after: int | None = None  # keyset: ids above this one (None: from the very first row, whatever its id)
-    while True:
-        page = db.read(partial(_page, after=after, last_id=head.last_id, size=page_size))
-        if not page:
-            break
-        for row in page:
-            reason = _check(row, prev_id, prev_hash)
-            if reason is not None:
-                return Verdict(False, checked, row.id, reason, head.last_id)
-            checked += 1
-            prev_id, prev_hash = row.id, row.hash
-        after = prev_id
-        if progress is not None:
-            progress(checked, head.last_id)
-    broken = _check_head(db, head, prev_id, prev_hash)
-    if broken is not None:
-        return Verdict(False, checked, broken, HEAD_MISMATCH, head.last_id)
+    for row in rows:
+        reason = _check(row, prev_id, prev_hash)
+        if reason is not None:
+            return Verdict(False, checked, row.id, reason, head.last_id)
+        checked += 1
+        prev_id, prev_hash = row.id, row.hash
+    if prev_id < head.last_id:
+        return Verdict(False, checked, prev_id + 1, HEAD_MISMATCH, head.last_id)  # the first missing entry
+    if prev_hash != (head.hash or GENESIS_HASH):
+        return Verdict(False, checked, head.last_id, HEAD_MISMATCH, head.last_id)
     return Verdict(True, checked, total=head.last_id)
+
+
+def _rows(db: Database, last_id: int, page_size: int, progress: Progress | None) -> Iterator[Any]:
+    """Entries up to `last_id` in id order, one short read per page (keyset pagination, constant memory)."""
+    after: int | None = None  # None: from the very first row, whatever its id
+    seen = 0
+    while True:
+        page = db.read(partial(_page, after=after, last_id=last_id, size=page_size))
+        if not page:
+            return
+        for row in page:
+            yield row
+            seen += 1
+        after = page[-1].id
+        if progress is not None:
+            progress(seen, last_id)
 
 
 def _page(session: Session, after: int | None, last_id: int, size: int) -> list[Any]:
@@ -144,22 +163,15 @@ def _check(row: Any, prev_id: int, prev_hash: str) -> str | None:
     return None
 
 
-def _check_head(db: Database, head: Head, last_id: int, last_hash: str) -> int | None:
-    """The id to name when the chain does not end at the recorded head, else None."""
-    if last_id < head.last_id:
-        return last_id + 1  # entries deleted at the end: the first missing one
-    if last_hash != (head.hash or GENESIS_HASH):
-        return head.last_id
+def _first_beyond_head(session: Session, head: Head) -> int | None:
+    """An entry above the head that the application did not write, if any.
 
-    # Entries beyond the head: the application moves the counter in the same commit as the entries, so
-    # an entry above a counter read *after* it was seen was not written by the application.
-    def beyond(session: Session) -> int | None:
-        first = session.execute(select(func.min(AuditEntry.id)).where(AuditEntry.id > head.last_id)).scalar()
-        if first is None:
-            return None
-        return first if first > read_head(session).last_id else None
-
-    return db.read(beyond)
+    The application moves the counter in the same commit as its entries, so an entry seen above a head
+    read *after* it cannot be the application's (on SQLite both reads share one snapshot anyway)."""
+    first = session.execute(select(func.min(AuditEntry.id)).where(AuditEntry.id > head.last_id)).scalar()
+    if first is None:
+        return None
+    return int(first) if first > read_head(session).last_id else None
 
 
 __all__ = [
@@ -170,4 +182,5 @@ __all__ = [
     "Verdict",
     "entry_hash",
     "verify_chain",
+    "walk",
 ]
