@@ -19,6 +19,13 @@ from domain.db import Database
 from domain.settings import DEFAULT_DATABASE_URL, Settings
 
 
+def anchor(text: str) -> tuple[int, str]:
+    entry_id, _, digest = text.partition(":")
+    if not entry_id.isdigit() or len(digest) != 64:
+        raise argparse.ArgumentTypeError("an anchor is ID:HASH (the entry id and its 64-digit hash)")
+    return int(entry_id), digest.lower()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m domain.audit", description="The audit log's tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,14 +38,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     verify.add_argument("--page-size", type=int, default=PAGE_SIZE, help="entries read per query")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON only")
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        type=anchor,
+        metavar="ID:HASH",
+        help="an entry's hash noted earlier outside the database (repeatable); it must still match",
+    )
     return parser.parse_args(argv)
 
 
-def run_verify(database_url: str, page_size: int, show_progress: bool) -> Verdict:
+def run_verify(
+    database_url: str, page_size: int, show_progress: bool, anchors: dict[int, str] | None = None
+) -> Verdict:
     db = Database(Settings(database_url=database_url, db_pool_size=1))
     try:
         if not show_progress:
-            return verify_chain(db, page_size)
+            return verify_chain(db, page_size, anchors=anchors)
         columns = (
             TextColumn("verifying the audit chain"),
             BarColumn(),
@@ -51,7 +68,7 @@ def run_verify(database_url: str, page_size: int, show_progress: bool) -> Verdic
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return verify_chain(db, page_size, advance)
+            return verify_chain(db, page_size, advance, anchors)
     finally:
         db.dispose()
 
@@ -59,11 +76,14 @@ def run_verify(database_url: str, page_size: int, show_progress: bool) -> Verdic
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     url = args.database_url or os.environ.get("LPG_DATABASE_URL") or DEFAULT_DATABASE_URL
-    verdict = run_verify(url, max(1, args.page_size), not args.no_progress and not args.json)
+    show_progress = not args.no_progress and not args.json
+    verdict = run_verify(url, max(1, args.page_size), show_progress, dict(args.anchor))
     if args.json:
         print(orjson.dumps(verdict.as_dict()).decode())
     elif verdict.ok:
         print(f"ok: {verdict.checked} entries checked, the chain is intact up to the head")
+        if verdict.head_hash:
+            print(f"head: {verdict.checked}:{verdict.head_hash}  (note it elsewhere; pass it later as --anchor)")
     else:
         print(
             f"BROKEN: first broken entry id {verdict.first_broken_id} ({verdict.reason}); "

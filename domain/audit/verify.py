@@ -10,6 +10,7 @@ The chain is intact when, for every entry in id order,
 
 and, at the end, the last entry is the chain's head kept in the counters row `audit` (its id and hash),
 else `head_mismatch`: entries were deleted at the end (or appended behind the application's back).
+Optionally, hashes noted earlier outside the database (`anchors`) must still match: `anchor_mismatch`.
 
 The first broken entry is the lowest id for which one of the checks fails, in the order above; for a
 `head_mismatch` it is the first id that should exist but does not (entries deleted at the end), the first
@@ -41,6 +42,7 @@ PREV_HASH_MISMATCH = "prev_hash_mismatch"
 ID_GAP = "id_gap"
 HASH_MISMATCH = "hash_mismatch"
 HEAD_MISMATCH = "head_mismatch"
+ANCHOR_MISMATCH = "anchor_mismatch"
 
 Progress = Callable[[int, int], None]  # (entries checked so far, entries up to the head)
 
@@ -74,7 +76,8 @@ class Verdict:
     checked: int
     first_broken_id: int | None = None
     reason: str | None = None
-    total: int = 0
+    total: int = 0  # entries up to the head
+    head_hash: str | None = None  # when ok: the verified head's hash, worth noting outside the database
 
     def as_dict(self) -> dict[str, Any]:
         broken = None if self.ok else {"id": self.first_broken_id, "reason": self.reason}
@@ -103,10 +106,18 @@ def entry_hash(row: Any) -> str:
     )
 
 
-def verify_chain(db: Database, page_size: int = PAGE_SIZE, progress: Progress | None = None) -> Verdict:
-    """Recompute the whole chain up to the head read at the start; stop at the first broken entry."""
+def verify_chain(
+    db: Database,
+    page_size: int = PAGE_SIZE,
+    progress: Progress | None = None,
+    anchors: dict[int, str] | None = None,
+) -> Verdict:
+    """Recompute the whole chain up to the head read at the start; stop at the first broken entry.
+
+    `anchors` ({id: hash}) are hashes kept outside the database (noted from an earlier verification):
+    an entry whose hash differs is `anchor_mismatch`, which catches a forger who rewrote the whole chain."""
     head = db.read(read_head)
-    verdict = walk(_rows(db, head.last_id, page_size, progress), head)
+    verdict = walk(_rows(db, head.last_id, page_size, progress), head, anchors)
     if verdict.ok:
         beyond = db.read(partial(_first_beyond_head, head=head))
         if beyond is not None:
@@ -114,11 +125,14 @@ def verify_chain(db: Database, page_size: int = PAGE_SIZE, progress: Progress | 
     return verdict
 
 
-def walk(rows: Iterable[Any], head: Head) -> Verdict:
+def walk(rows: Iterable[Any], head: Head, anchors: dict[int, str] | None = None) -> Verdict:
     """The chain check itself, over entries in id order (rows with the audit_log columns), up to `head`."""
+    anchors = anchors or {}
     checked, prev_id, prev_hash = 0, 0, GENESIS_HASH
     for row in rows:
         reason = _check(row, prev_id, prev_hash)
+        if reason is None and anchors.get(row.id, row.hash) != row.hash:
+            reason = ANCHOR_MISMATCH
         if reason is not None:
             return Verdict(False, checked, row.id, reason, head.last_id)
         checked += 1
@@ -127,7 +141,10 @@ def walk(rows: Iterable[Any], head: Head) -> Verdict:
         return Verdict(False, checked, prev_id + 1, HEAD_MISMATCH, head.last_id)  # the first missing entry
     if prev_hash != (head.hash or GENESIS_HASH):
         return Verdict(False, checked, head.last_id, HEAD_MISMATCH, head.last_id)
-    return Verdict(True, checked, total=head.last_id)
+    lost = [anchor for anchor in anchors if anchor > prev_id]
+    if lost:  # an anchored entry lies beyond a head that was moved back
+        return Verdict(False, checked, min(lost), ANCHOR_MISMATCH, head.last_id)
+    return Verdict(True, checked, total=head.last_id, head_hash=head.hash)
 
 
 def _rows(db: Database, last_id: int, page_size: int, progress: Progress | None) -> Iterator[Any]:
@@ -175,6 +192,7 @@ def _first_beyond_head(session: Session, head: Head) -> int | None:
 
 
 __all__ = [
+    "ANCHOR_MISMATCH",
     "HASH_MISMATCH",
     "HEAD_MISMATCH",
     "ID_GAP",

@@ -219,3 +219,29 @@ def test_entries_committed_during_verification_neither_break_nor_join_it(chained
 
 def database_url(db: Database) -> str:
     return db.engine.url.render_as_string(hide_password=False)
+
+
+def test_an_anchor_noted_outside_catches_a_full_rewrite(chained: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    """The mitigation of the limit above: a head hash noted earlier no longer matches after the rewrite."""
+    url = database_url(chained)
+    assert cli.main(["verify", "--database-url", url, "--no-progress"]) == 0
+    noted = capsys.readouterr().out.split("head: ")[1].split()[0]
+    assert noted.startswith(f"{LAST}:")
+    assert cli.main(["verify", "--database-url", url, "--anchor", noted, "--json"]) == 0
+    capsys.readouterr()
+    with as_root(chained) as conn:
+        change_context(conn)
+        prev = row_of(conn, 44)["hash"]
+        for entry_id in range(45, LAST + 1):
+            prev = rehash(conn, entry_id, prev)
+        set_head(conn, LAST, prev)
+    assert cli.main(["verify", "--database-url", url, "--anchor", noted, "--json"]) == 1
+    assert orjson.loads(capsys.readouterr().out)["first_broken"] == {"id": LAST, "reason": "anchor_mismatch"}
+    # a forger who also moves the head back below the anchored entry is caught as well
+    with as_root(chained) as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id > 60"))
+        set_head(conn, 60, row_of(conn, 60)["hash"])
+    assert cli.main(["verify", "--database-url", url, "--anchor", noted, "--json"]) == 1
+    assert orjson.loads(capsys.readouterr().out)["first_broken"] == {"id": LAST, "reason": "anchor_mismatch"}
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--database-url", url, "--anchor", "70:abc"])
