@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from domain.api import ADMIN, Ctx, PageQuery, Router, paginate
 from domain.audit.queries import audit_doc, audit_filter, time_bound
+from domain.audit.schemas import AuditEntryOut, VerifyOut
 from domain.audit.verify import verify_chain
 
 router = Router("audit")
@@ -34,7 +35,7 @@ class AuditQuery(PageQuery):
         return self.model_dump(exclude={"page", "page_size"})
 
 
-@router.get("/api/v1/audit/", query=AuditQuery, auth=ADMIN, errors=("validation_error",))
+@router.get("/api/v1/audit/", query=AuditQuery, response=AuditEntryOut, auth=ADMIN, errors=("validation_error",))
 def list_audit_entries(ctx: Ctx) -> dict[str, Any]:
     """The audit log, newest first, filtered by entity, user, action and time (admins only)."""
     query: AuditQuery = ctx.query
@@ -43,7 +44,7 @@ def list_audit_entries(ctx: Ctx) -> dict[str, Any]:
     )
 
 
-@router.get("/api/v1/audit/verify/", auth=ADMIN)
+@router.get("/api/v1/audit/verify/", response=VerifyOut, auth=ADMIN)
 def verify_audit_log(ctx: Ctx) -> dict[str, Any]:
     """Recompute the hash chain; name the first broken entry (admins only)."""
     return verify_chain(ctx.db).as_dict()

@@ -18,18 +18,17 @@ from domain.errors import ValidationError
 def time_bound(text: str, field: str, tz_name: str, end: bool) -> datetime:
     """A filter bound: a plain date is a whole day in the business time zone (its end: the next day's
     start, exclusive); a time is itself. Raises ValueError for anything else."""
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError as exc:
-            raise ValueError("must be a date (YYYY-MM-DD) or an RFC 3339 time") from exc
-        if end:
-            day += timedelta(days=1)
-        return datetime.combine(day, time(0), tzinfo=zone(tz_name)).astimezone(UTC)
     try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            if not 1 < day.year < 9999:  # a day's bounds in any time zone stay inside the calendar
+                raise ValueError("year out of range")
+            if end:
+                day += timedelta(days=1)
+            return datetime.combine(day, time(0), tzinfo=zone(tz_name)).astimezone(UTC)
         return parse_rfc3339(text, field)
-    except ValidationError as exc:
-        raise ValueError("must be a date (YYYY-MM-DD) or an RFC 3339 time") from exc
+    except (ValueError, ValidationError, OverflowError) as exc:
+        raise ValueError("must be a date (YYYY-MM-DD, years 2 to 9998) or an RFC 3339 time") from exc
 
 
 def audit_filter(

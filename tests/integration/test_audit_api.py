@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from domain.audit.models import AuditEntry
+from domain.audit.schemas import AuditEntryOut
 from domain.db import Database
 from tests.integration.audit_support import as_root, entries, write_entries
 
@@ -40,6 +41,8 @@ def test_the_demo_log_newest_first_with_its_representation(client: TestClient, a
     assert [r["id"] for r in page["results"]] == [40, 39, 38, 37, 36]
     assert page["previous"] is None and "page=2" in page["next"]
     newest = page["results"][0]
+    for result in page["results"]:
+        AuditEntryOut.model_validate(result)
     assert set(newest) == {
         "id", "at", "user_id", "device_id", "action", "entity_type", "entity_id", "context", "prev_hash", "hash",
     }  # fmt: skip
@@ -101,6 +104,8 @@ def test_time_filters_take_dates_in_the_business_zone_and_rfc3339_times(
         {"entity_id": "0"},
         {"page_size": "501"},
         {"ordering": "id"},
+        {"date_to": "9999-12-31"},  # its end is beyond the calendar
+        {"date_from": "0001-01-01"},  # its start in UTC is before year 1
     ],
 )
 def test_bad_filters_are_refused_naming_the_field(

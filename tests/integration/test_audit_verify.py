@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
 from domain.audit import __main__ as cli
+from domain.audit.schemas import VerifyOut
 from domain.audit.verify import verify_chain
 from domain.db import Database
 from tests.integration.audit_support import ROOT, as_root, entries, rehash, row_of, set_head, write_entries
@@ -162,6 +163,7 @@ def test_tampering_is_found_and_the_first_broken_entry_named(
     response = client.get("/api/v1/audit/verify/", headers=admin_headers)
     assert response.status_code == 200
     assert response.json() == {"ok": False, "checked": verdict.checked, "first_broken": broken}
+    VerifyOut.model_validate(response.json())
     url = database_url(chained)
     assert cli.main(["verify", "--database-url", url, "--json", "--page-size", str(page_size)]) == 1
     assert orjson.loads(capsys.readouterr().out)["first_broken"] == broken
