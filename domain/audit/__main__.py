@@ -1,7 +1,8 @@
 """`python -m domain.audit verify [--database-url URL]`: recompute the audit log's hash chain.
 
-Exit status 0 when the chain is intact, 1 when it is broken (the first broken entry is printed), 2 on
-usage errors. A progress bar (on stderr) follows large logs; the verdict goes to stdout.
+Exit status 0 when the chain is intact, 1 when it is broken (the first broken entry is printed), 2 when
+the log cannot be read (no such database, no audit table) or on usage errors. A progress bar (on
+stderr) follows large logs; the verdict goes to stdout.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from domain.audit.verify import PAGE_SIZE, Verdict, verify_chain
 from domain.db import Database
@@ -73,11 +77,26 @@ def run_verify(
         db.dispose()
 
 
+def _unreadable(url: str) -> str | None:
+    """Verification only reads: a SQLite file that does not exist is an error, never created empty."""
+    parsed = make_url(url)
+    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    return "no such database file" if on_disk and not Path(str(parsed.database)).is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     url = args.database_url or os.environ.get("LPG_DATABASE_URL") or DEFAULT_DATABASE_URL
     show_progress = not args.no_progress and not args.json
-    verdict = run_verify(url, max(1, args.page_size), show_progress, dict(args.anchor))
+    problem = _unreadable(url)
+    if problem is None:
+        try:
+            verdict = run_verify(url, max(1, args.page_size), show_progress, dict(args.anchor))
+        except DBAPIError as exc:
+            problem = str(exc.orig)
+    if problem is not None:
+        print(f"cannot read the audit log at {make_url(url).render_as_string()}: {problem}", file=sys.stderr)
+        return 2
     if args.json:
         print(orjson.dumps(verdict.as_dict()).decode())
     elif verdict.ok:

@@ -11,6 +11,8 @@ from domain.clock import utcnow
 from domain.ledger import PendingAudit, Target, ledger_of
 
 Snapshot = dict[str, Any] | Callable[[], dict[str, Any]] | None
+# Column widths of audit_log: a longer value would be cut (or refused) by the database after it was hashed.
+MAX_ACTION, MAX_ENTITY, MAX_DEVICE = 40, 40, 100
 
 
 def audit(
@@ -32,6 +34,7 @@ def audit(
     go into the context as they are (`client_temp_id`, `batch`: pass `**call.audit_context()`).
     The entry gets its id and its place in the hash chain at commit (see `domain.ledger`).
     """
+    _refuse_what_the_columns_would_cut(action, entity, device)
     before_now = before() if callable(before) else before
 
     def build() -> dict[str, Any]:
@@ -43,3 +46,11 @@ def audit(
         return payload
 
     ledger_of(session).audits.append(PendingAudit(utcnow(), actor, device, action, entity, target, build))
+
+
+def _refuse_what_the_columns_would_cut(action: str, entity: str, device: str | None) -> None:
+    """A value the column cannot hold would be stored differently from what was hashed: refuse it here."""
+    if not 0 < len(action) <= MAX_ACTION or not 0 < len(entity) <= MAX_ENTITY:
+        raise ValueError(f"audit action and entity type take 1 to {MAX_ACTION} characters: {action!r} {entity!r}")
+    if device is not None and len(device) > MAX_DEVICE:
+        raise ValueError(f"a device id takes at most {MAX_DEVICE} characters")

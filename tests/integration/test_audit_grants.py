@@ -9,6 +9,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
+from domain.audit.verify import verify_chain
 from domain.db import Database
 from sync.models import metadata
 from tests.conftest import MYSQL_URL
@@ -93,3 +94,18 @@ def test_the_app_user_can_read_and_append_but_not_update_delete_truncate_or_drop
         cursor.execute("SELECT version_num FROM alembic_version")
         app_user.rollback()
     assert [(e.id, e.hash) for e in entries(db)] == before
+
+
+@pytest.mark.mysql_only
+def test_the_application_runs_its_units_of_work_as_that_user(
+    db: Database,
+    app_user: pymysql.Connection,  # type: ignore[type-arg]
+) -> None:
+    """Appending through the ledger (audit insert, counters update) needs nothing beyond the grants."""
+    url = make_url(MYSQL_URL).set(username=TEST_USER, password=TEST_PASSWORD)
+    app_db = Database(db.settings.with_(database_url=url.render_as_string(hide_password=False)))
+    try:
+        write_entries(app_db, 3, per_transaction=2)
+        assert verify_chain(app_db).as_dict() == {"ok": True, "checked": 6, "first_broken": None}
+    finally:
+        app_db.dispose()

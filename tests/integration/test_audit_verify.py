@@ -6,10 +6,12 @@ Every scenario runs through the API, the in-process CLI, and (for two) the real 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import pytest
@@ -247,3 +249,16 @@ def test_an_anchor_noted_outside_catches_a_full_rewrite(chained: Database, capsy
     assert orjson.loads(capsys.readouterr().out)["first_broken"] == {"id": LAST, "reason": "anchor_mismatch"}
     with pytest.raises(SystemExit):
         cli.main(["verify", "--database-url", url, "--anchor", "70:abc"])
+
+
+def test_the_command_line_tool_exits_2_when_there_is_no_log_to_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"
+    assert cli.main(["verify", "--database-url", f"sqlite:///{missing}", "--no-progress"]) == 2
+    assert "no such database file" in capsys.readouterr().err
+    assert not missing.exists(), "verification must not create a database"
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert cli.main(["verify", "--database-url", f"sqlite:///{empty}", "--no-progress"]) == 2
+    assert "no such table" in capsys.readouterr().err
