@@ -65,8 +65,9 @@ def audit_filter(
 
 def _user_id(session: Session, user: str) -> int:
     """A user id, or the id of a username; an unknown username matches nothing (id 0 never exists)."""
-    if user.isdigit():
-        return int(user)
+    if user.isascii() and user.isdigit():
+        number = int(user)
+        return number if number < 2**63 else 0
     found = session.execute(select(User.id).where(User.username == user)).scalar()
     return int(found) if found is not None else 0
 

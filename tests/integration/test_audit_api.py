@@ -67,6 +67,7 @@ def test_filters_combine(demo: Database, client: TestClient, admin_headers: dict
     assert get(client, admin_headers, user=2)["count"] == 6
     assert get(client, admin_headers, user="driver1")["count"] == 6
     assert get(client, admin_headers, user="nobody")["count"] == 0
+    assert get(client, admin_headers, user="9" * 30)["count"] == 0  # beyond BIGINT: no such user, not a 500
     assert get(client, admin_headers, user="driver1", entity_id=1002)["count"] == 1
     assert get(client, admin_headers, action="adjust", entity_type="user")["count"] == 0
 
