@@ -103,6 +103,7 @@ def _unique(session: Session, model: Any, column: str, value: object, entity: st
 
 def _created(call: Call, entity: str, row: Any, doc: Callable[[], dict[str, Any]]) -> Outcome:
     call.session.add(row)
+    call.session.flush()  # the outcome carries the new record's id
     record_change(call.session, entity, row, doc=doc)
     audit(call.session, call.actor.id, call.device_id, "create", entity, row, after=doc, **call.audit_context())
     return Outcome(entity, row)

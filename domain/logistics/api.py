@@ -40,7 +40,7 @@ def _code_or_id(value: Any) -> int | str:
 
 
 QueryId = Annotated[int, Field(gt=0, le=2**63 - 1)]  # query strings are text: "3" is the id 3
-EquipmentFilter = Annotated[int | str, BeforeValidator(_code_or_id), Field(min_length=1, max_length=40)]
+EquipmentFilter = Annotated[int | Annotated[str, Field(min_length=1, max_length=40)], BeforeValidator(_code_or_id)]
 
 
 class StockQuery(PageQuery):

@@ -327,4 +327,5 @@ def adjust_stock(call: Call, cmd: StockAdjustmentCreate) -> Outcome:
         after=lambda: {"stock": stock_doc(row, equipment.code), "adjustment": adjustment_doc(adjustment, equipment.code)},
         reason=cmd.reason, **call.audit_context(),
     )  # fmt: skip
+    session.flush()  # the outcome carries the adjustment's id
     return Outcome("stock_adjustment", adjustment, related={"stock": row})
