@@ -426,3 +426,49 @@ def test_services_refuse_confirming_twice_through_the_reconciler_path(demo) -> N
         demo.run(lambda uow: svc.confirm_distribution(Call(uow.session, DRIVER1, demo.settings), did))
     adjustments = demo.read(lambda s: s.execute(select(func.count()).select_from(StockAdjustment)).scalar_one())
     assert adjustments == 0
+
+
+def test_one_transaction_can_carry_a_whole_batch_like_the_reconciler(demo) -> None:
+    """create -> update -> confirm of a distribution and create -> update of a customer, one unit, one commit."""
+    from domain.catalog.schemas import CustomerCreate, CustomerUpdate
+    from domain.catalog.services import create_customer, update_customer
+
+    def batch(uow):  # type: ignore[no-untyped-def]
+        call = Call(uow.session, DRIVER1, demo.settings, device_id="tab-017", client_temp_id="t-1")
+        customer = create_customer(
+            call, CustomerCreate(name="Kopi Corner", address="3 Tampines St", meter={"serial": "MTR-77"})
+        )
+        changed = update_customer(call, CustomerUpdate(id=customer.id, base_version=1, phone="+65 6123 4567"))
+        d = svc.create_distribution(
+            call,
+            DistributionCreate(
+                depot=2, truck=3, items=[{"equipment": "CYL9", "movement_type": "collection", "qty": 4}]
+            ),
+        )
+        svc.update_distribution(
+            call,
+            DistributionUpdate(
+                id=d.id, base_version=1, items=[{"equipment": "CYL9", "movement_type": "collection", "qty": 6}]
+            ),
+        )
+        confirmed = svc.confirm_distribution(call, d.id)
+        return customer.id, changed.version, confirmed.id, confirmed.version, confirmed.number
+
+    customer_id, customer_version, d_id, d_version, number = demo.run(batch)
+    assert customer_version == 2 and d_version == 3 and number.endswith("-000001")
+    assert truck_stock(demo, 3, 1) == (26, 0) and depot_stock(demo, 2, 1) == (194, 40)
+    feed = demo.read(lambda s: {(f.entity, f.entity_id): f.version for f in s.scalars(select(FeedEntry))})
+    assert feed[("customer", customer_id)] == 2 and feed[("distribution", d_id)] == 3
+    entries = demo.read(
+        lambda s: s.scalars(select(AuditEntry).where(AuditEntry.device_id == "tab-017").order_by(AuditEntry.id)).all()
+    )
+    assert [(e.action, e.entity_type) for e in entries] == [
+        ("create", "customer"),
+        ("update", "customer"),
+        ("create", "distribution"),
+        ("update", "distribution"),
+        ("confirm", "distribution"),
+    ]
+    import orjson
+
+    assert all(orjson.loads(e.context)["client_temp_id"] == "t-1" for e in entries)
