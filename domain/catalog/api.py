@@ -146,7 +146,13 @@ def list_customers(ctx: Ctx) -> dict[str, Any]:
         stmt = stmt.where(
             or_(Customer.name.icontains(term, autoescape=True), Customer.address.icontains(term, autoescape=True))
         )
-    return ctx.read(lambda s: paginate(ctx, s, stmt, lambda c: svc.customer_view(s, c), ctx.query))
+
+    def read(session: Session) -> dict[str, Any]:
+        page = paginate(ctx, session, stmt, lambda c: c, ctx.query)
+        page["results"] = svc.customer_views(session, page["results"])
+        return page
+
+    return ctx.read(read)
 
 
 @router.get("/api/v1/customers/{id:int}/", auth=USER, errors=(*READ_ERRORS, "not_found"))

@@ -41,6 +41,7 @@ from domain.catalog.schemas import (
 )
 from domain.errors import Conflict, NotFound, ValidationError
 from domain.feed.services import record_change
+from domain.money import money_str
 from domain.service import Call, Outcome
 
 R = TypeVar("R", bound=Versioned)
@@ -49,29 +50,31 @@ R = TypeVar("R", bound=Versioned)
 # -- representations with their relations ------------------------------------------------------------
 
 
-def customer_prices(session: Session, customer_id: int) -> dict[str, dict[str, str]]:
-    """`{"equipment": {"CYL12.7": "30.00"}, "services": {"INSTALL": "25.00"}}`: the customer's overrides."""
-    from domain.money import money_str
-
-    prices: dict[str, dict[str, str]] = {"equipment": {}, "services": {}}
-    rows = session.execute(
-        select(CustomerPrice.price, EquipmentModel.code, Service.code)
-        .outerjoin(EquipmentModel, EquipmentModel.id == CustomerPrice.equipment_id)
-        .outerjoin(Service, Service.id == CustomerPrice.service_id)
-        .where(CustomerPrice.customer_id == customer_id)
-        .order_by(CustomerPrice.id)
-    ).all()
-    for price, equipment_code, service_code in rows:
-        if equipment_code is not None:
-            prices["equipment"][equipment_code] = money_str(price)  # type: ignore[assignment]
-        else:
-            prices["services"][service_code] = money_str(price)  # type: ignore[assignment]
-    return prices
+def customer_views(session: Session, customers: list[Customer]) -> list[dict[str, Any]]:
+    """Customers' REST representations (and feed docs), with their meters and price overrides
+    (`{"equipment": {"CYL12.7": "30.00"}, "services": {"INSTALL": "25.00"}}`), in three queries."""
+    ids = [c.id for c in customers]
+    meters: dict[int, list[Meter]] = {i: [] for i in ids}
+    prices: dict[int, dict[str, dict[str, str]]] = {i: {"equipment": {}, "services": {}} for i in ids}
+    if ids:
+        for meter in session.scalars(select(Meter).where(Meter.customer_id.in_(ids)).order_by(Meter.id)):
+            meters[meter.customer_id].append(meter)
+        rows = session.execute(
+            select(CustomerPrice.customer_id, CustomerPrice.price, EquipmentModel.code, Service.code)
+            .outerjoin(EquipmentModel, EquipmentModel.id == CustomerPrice.equipment_id)
+            .outerjoin(Service, Service.id == CustomerPrice.service_id)
+            .where(CustomerPrice.customer_id.in_(ids))
+            .order_by(CustomerPrice.id)
+        ).all()
+        for customer_id, price, equipment_code, service_code in rows:
+            kind, code = ("equipment", equipment_code) if equipment_code is not None else ("services", service_code)
+            prices[customer_id][kind][code] = money_str(price)  # type: ignore[assignment]
+    return [customer_doc(c, meters[c.id], prices[c.id]) for c in customers]
 
 
 def customer_view(session: Session, customer: Customer) -> dict[str, Any]:
-    """The customer's REST representation (and feed doc): with its meters and price overrides."""
-    return customer_doc(customer, lookups.customer_meters(session, customer.id), customer_prices(session, customer.id))
+    """One customer's REST representation (and feed doc)."""
+    return customer_views(session, [customer])[0]
 
 
 # -- shared steps ----------------------------------------------------------------------------------------

@@ -220,3 +220,14 @@ def test_meters_can_be_added_by_drivers_and_corrected_by_admins(demo, client, dr
     assert [m["active"] for m in response.json()["meters"]] == [True, False]
     response = client.patch("/api/v1/customers/3/meters/1/", json={"active": False}, headers=admin_headers)
     assert response.status_code == 404  # meter 1 belongs to customer 1
+
+
+def test_customer_list_shows_each_customers_own_meters_and_prices(demo, client, driver_headers, admin_headers) -> None:
+    client.patch("/api/v1/customers/2/", json={"prices": {"services": {"DELIVERY": "0.00"}}}, headers=admin_headers)
+    page = client.get("/api/v1/customers/", params={"page_size": 2, "page": 1}, headers=driver_headers).json()
+    assert page["count"] == 5 and page["next"].endswith("page=2")
+    assert [[m["serial"] for m in c["meters"]] for c in page["results"]] == [["MTR-0001"], ["MTR-0002"]]
+    assert [c["prices"]["services"] for c in page["results"]] == [{}, {"DELIVERY": "0.00"}]
+    last = client.get("/api/v1/customers/", params={"page_size": 2, "page": 3}, headers=driver_headers).json()
+    assert [c["id"] for c in last["results"]] == [5] and last["next"] is None
+    assert last["results"][0] == client.get("/api/v1/customers/5/", headers=driver_headers).json()

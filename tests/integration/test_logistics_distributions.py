@@ -472,3 +472,38 @@ def test_one_transaction_can_carry_a_whole_batch_like_the_reconciler(demo) -> No
     import orjson
 
     assert all(orjson.loads(e.context)["client_temp_id"] == "t-1" for e in entries)
+
+
+def test_occurred_at_must_lie_in_the_window(demo, client, driver_headers) -> None:
+    items = [{"equipment": "CYL9", "movement_type": "collection", "qty": 1}]
+    for when in ("2000-01-01T00:00:00Z", "2999-01-01T00:00:00+08:00", "2026-11-24T10:00:00"):
+        response = client.post(
+            URL, json={"depot": 1, "truck": 1, "items": items, "occurred_at": when}, headers=driver_headers
+        )
+        assert response.status_code == 400, when
+        assert response.json()["error"]["details"]["field"] == "occurred_at"
+    from domain.clock import rfc3339, utcnow
+
+    now = rfc3339(utcnow())
+    body = create(client, driver_headers, occurred_at=now)
+    assert body["occurred_at"] == now
+
+
+def test_inactive_equipment_cannot_be_distributed(demo, client, driver_headers, admin_headers) -> None:
+    d = create(client, driver_headers, items=[{"equipment": "CYL50", "movement_type": "collection", "qty": 1}])
+    client.patch("/api/v1/equipment/4/", json={"active": False}, headers=admin_headers)
+    response = client.post(f"{URL}{d['id']}/confirm/", headers=driver_headers)
+    assert response.status_code == 409 and response.json()["error"]["details"] == {"entity": "equipment", "id": 4}
+    response = client.patch(
+        f"{URL}{d['id']}/",
+        json={"items": [{"equipment": 4, "movement_type": "collection", "qty": 2}]},
+        headers=driver_headers,
+    )
+    assert response.json()["error"]["code"] == "invalid_state"
+
+
+def test_an_admins_distribution_is_owned_by_the_admin(demo, client, driver_headers, admin_headers) -> None:
+    d = create(client, admin_headers)
+    assert d["driver"] == 1
+    assert client.get(f"{URL}{d['id']}/", headers=driver_headers).status_code == 404
+    assert client.get(URL, headers=admin_headers).json()["count"] == 1
