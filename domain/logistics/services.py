@@ -21,7 +21,6 @@ row at all.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,30 +32,19 @@ from domain.audit.services import audit
 from domain.catalog import lookups
 from domain.catalog.models import EquipmentModel
 from domain.catalog.services import last_write_wins
-from domain.errors import InsufficientStock, InvalidState, NotFound, ValidationError
+from domain.errors import InvalidState, NotFound, ValidationError
 from domain.feed.services import number_for, record_change
 from domain.logistics.docs import FEED_ENTITY, adjustment_doc, distribution_doc, stock_doc
 from domain.logistics.models import Distribution, DistributionItem, StockAdjustment
+from domain.logistics.movements import Move, apply_moves, plan_moves
 from domain.logistics.schemas import DistributionCreate, DistributionItemIn, DistributionUpdate, StockAdjustmentCreate
-from domain.logistics.stock import StockKey, StockRow, lock_stock_rows
+from domain.logistics.stock import StockKey
 from domain.service import Call, Outcome
 
-NEVER_NEGATIVE = frozenset({"depot", "truck"})
 Line = tuple[EquipmentModel, str, int]  # equipment, movement type, qty
 
 
-# -- stock movements: plan (lock and check), then apply -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Move:
-    """One stock quantity changing: `state` is full, empty or on_site."""
-
-    key: StockKey
-    state: str
-    row: StockRow
-    before: int
-    after: int
+# -- what a distribution moves ------------------------------------------------------------------------------
 
 
 def movements(depot_id: int, truck_id: int, lines: list[Line]) -> dict[tuple[StockKey, str], int]:
@@ -71,53 +59,6 @@ def movements(depot_id: int, truck_id: int, lines: list[Line]) -> dict[tuple[Sto
             deltas[(truck, "empty")] -= qty
             deltas[(depot, "empty")] += qty
     return deltas
-
-
-def plan_moves(session: Session, deltas: dict[tuple[StockKey, str], int], codes: dict[int, str]) -> list[Move]:
-    """Lock every row at once (sorted order) and refuse if a depot or truck quantity would go below zero."""
-    rows = lock_stock_rows(session, [key for key, _ in deltas])
-    moves = []
-    for (key, state), delta in sorted(deltas.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1])):
-        row = rows[key]
-        before = getattr(row, state)
-        if before + delta < 0 and key.place in NEVER_NEGATIVE:
-            raise InsufficientStock(
-                f"{key.place} {key.holder} has {before} {state} {codes[key.equipment]}, {-delta} requested",
-                {
-                    "place": key.place,
-                    key.place: key.holder,
-                    "equipment": codes[key.equipment],
-                    "state": state,
-                    "available": before,
-                    "requested": -delta,
-                },
-            )
-        moves.append(Move(key, state, row, before, before + delta))
-    return moves
-
-
-def apply_moves(call: Call, moves: list[Move], codes: dict[int, str]) -> list[dict[str, Any]]:
-    """Move the stock; one version step and one feed entry per row. Returns the audit's stock summary."""
-    touched: dict[int, StockRow] = {}
-    summary = []
-    for move in moves:
-        setattr(move.row, move.state, move.after)
-        touched[id(move.row)] = move.row
-        summary.append(
-            {
-                "place": move.key.place,
-                "holder": move.key.holder,
-                "equipment": codes[move.key.equipment],
-                "state": move.state,
-                "before": move.before,
-                "after": move.after,
-            }
-        )
-    for row in touched.values():
-        row.touch(call.now)
-        code = codes[row.equipment_id]
-        record_change(call.session, FEED_ENTITY[type(row)], row, doc=lambda r=row, c=code: stock_doc(r, c))  # type: ignore[misc]
-    return summary
 
 
 # -- distributions ------------------------------------------------------------------------------------------
