@@ -298,6 +298,8 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
                 if raw.strip() or not endpoint.body_optional:
                     in_fmt = codec.request_format(request.headers.get("content-type"))
                     ctx.payload = codec.decode(raw, in_fmt) if raw.strip() else _empty_body(endpoint)
+                    if raw.strip() and not isinstance(ctx.payload, dict):
+                        raise ValidationError("the body must be an object")
                 if endpoint.body is not None:
                     ctx.body = parse(endpoint.body, ctx.payload if ctx.payload is not None else {})
                 elif not endpoint.raw_body and ctx.payload not in (None, {}):
