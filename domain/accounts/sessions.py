@@ -149,7 +149,7 @@ def _issue(
             family=family,
             user_id=user.id,
             device_id=device_id,
-            issued_at=now,
+            issued_at=claims.issued_at,
             expires_at=claims.expires_at,
         )
     )
