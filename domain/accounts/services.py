@@ -86,7 +86,15 @@ def update_user(call: Call, user_id: int, cmd: UpdateUser) -> Outcome:
     if new_hash is not None:
         context["password_reset"] = True  # never the password or its hash
     audit(
-        session, actor.id, call.device_id, "update", ENTITY, user, before=before, after=lambda: user_doc(user), **context
+        session,
+        actor.id,
+        call.device_id,
+        "update",
+        ENTITY,
+        user,
+        before=before,
+        after=lambda: user_doc(user),
+        **context,
     )
     return Outcome(ENTITY, user)
 
@@ -113,9 +121,7 @@ def _keep_an_admin(session: Session, user: User, wanted: dict[str, Any]) -> None
         select(User.id).where(User.role == ADMIN, User.active.is_(True), User.id != user.id).limit(1)
     ).first()
     if others is None:
-        raise InvalidState(
-            "the last active admin cannot be demoted or deactivated", {"entity": ENTITY, "id": user.id}
-        )
+        raise InvalidState("the last active admin cannot be demoted or deactivated", {"entity": ENTITY, "id": user.id})
 
 
 def _taken(username: str) -> Conflict:

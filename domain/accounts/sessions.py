@@ -260,4 +260,3 @@ def session_revoked(session: Session, family: str) -> bool:
         select(RefreshToken.id).where(RefreshToken.family == family, RefreshToken.revoked_at.is_not(None)).limit(1)
     ).first()
     return found is not None
-

@@ -162,7 +162,8 @@ def test_a_token_for_a_user_that_does_not_exist(client: TestClient, demo: Databa
 
 
 @pytest.mark.parametrize(
-    "header", ["Bearer", "Bearer ", "Basic ZHJpdmVyMTpkcml2ZXIxLWxwZy0yMDI2", "Token abc", "Bearer not.a.jwt", "Bearer x"]
+    "header",
+    ["Bearer", "Bearer ", "Basic ZHJpdmVyMTpkcml2ZXIxLWxwZy0yMDI2", "Token abc", "Bearer not.a.jwt", "Bearer x"],
 )
 def test_malformed_authorization_headers(client: TestClient, demo: Database, header: str) -> None:
     assert_error(client.get(PROTECTED, headers={"Authorization": header}), 401, "invalid_token")
@@ -189,7 +190,7 @@ def test_public_endpoints_ignore_a_stale_authorization_header(
 
 def test_tokens_carry_only_what_they_need(settings: Settings) -> None:
     """No role, no name, no password material in a token: the role is read from the database per request."""
-    token, issued = encode_token(settings, DRIVER1, ACCESS, family="f" * 32, device_id="tab-1")
+    token, _ = encode_token(settings, DRIVER1, ACCESS, family="f" * 32, device_id="tab-1")
     payload = jwt.decode(token, SECRET, algorithms=["HS256"], issuer=ISSUER)
     assert set(payload) == {"iss", "sub", "typ", "jti", "iat", "exp", "fam", "dev"}
     assert payload["exp"] - payload["iat"] == settings.access_ttl_seconds == 900
