@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from domain.accounts.docs import user_summary
 from domain.accounts.models import LoginAttempt, RefreshToken, User
 from domain.accounts.passwords import dummy_hash, verify_password
-from domain.accounts.schemas import Login, Logout, RefreshSession
+from domain.accounts.policy import Actor
+from domain.accounts.schemas import Login, Logout, RefreshSession, normalize_username
 from domain.accounts.throttle import check_throttle, forget_attempt, reserve_attempt
 from domain.accounts.tokens import ACCESS, REFRESH, decode_token, encode_token, new_jti
 from domain.audit.services import audit
@@ -73,20 +74,55 @@ def _raise_if_refused(result: Issued | DomainError) -> Issued:
 
 def login(db: Database, settings: Settings, cmd: Login, client_addr: str) -> Issued:
     """Username and password for a token pair; throttled, audited, and timing-safe for unknown usernames."""
+    checked = _check_password(db, cmd.username, cmd.password, client_addr)
+
+    def settle(session: Session) -> Issued | DomainError:
+        user = _settle(session, checked, cmd.username, cmd.device_id, client_addr, via="login")
+        if isinstance(user, DomainError):
+            return user
+        issued, _ = _issue(session, settings, user, new_jti(), cmd.device_id, utcnow())
+        audit(
+            session, user.id, cmd.device_id, "login", ENTITY, user, **_context(cmd.username, client_addr, cmd.device_id)
+        )
+        return issued
+
+    return _raise_if_refused(db.run(lambda uow: settle(uow.session)))
+
+
+def check_credentials(db: Database, username: str, password: str, client_addr: str) -> Actor:
+    """HTTP Basic (the CouchDB-compatible surface): the same throttle, password check and failure audit as
+    login, without tokens. Successes are not audited (that would be one entry per request)."""
+    username = normalize_username(username)
+    checked = _check_password(db, username, password, client_addr)
+
+    def settle(session: Session) -> Actor | DomainError:
+        user = _settle(session, checked, username, None, client_addr, via="basic")
+        return user if isinstance(user, DomainError) else Actor(user.id, user.username, user.role)
+
+    result = db.run(lambda uow: settle(uow.session))
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
+@dataclass(frozen=True)
+class _Checked:
+    attempt_id: int
+    candidate: _Candidate
+    verified: bool
+
+
+def _check_password(db: Database, username: str, password: str, client_addr: str) -> _Checked:
     now = utcnow()
     # 1. Reserve the attempt (committed), so that concurrent attempts count each other.
-    attempt_id = db.run(lambda uow: reserve_attempt(uow.session, cmd.username, client_addr, now).id)
+    attempt_id = db.run(lambda uow: reserve_attempt(uow.session, username, client_addr, now).id)
     # 2. Count; a throttled attempt is forgotten and checks no password.
     refusal = db.run(lambda uow: _throttled(uow.session, attempt_id, now))
     if refusal is not None:
         raise refusal
     # 3. The password, outside any transaction. An unknown username costs the same time as a known one.
-    candidate = db.read(lambda s: _candidate(s, cmd.username))
-    verified = verify_password(candidate.password_hash, cmd.password)
-    # 4. Record the outcome and, on success, issue the tokens.
-    return _raise_if_refused(
-        db.run(lambda uow: _complete_login(uow.session, settings, cmd, client_addr, attempt_id, candidate, verified))
-    )
+    candidate = db.read(lambda s: _candidate(s, username))
+    return _Checked(attempt_id, candidate, verify_password(candidate.password_hash, password))
 
 
 def _throttled(session: Session, attempt_id: int, now: datetime) -> DomainError | None:
@@ -105,35 +141,34 @@ def _candidate(session: Session, username: str) -> _Candidate:
     return _Candidate(row.id, row.password_hash)
 
 
-def _complete_login(
-    session: Session,
-    settings: Settings,
-    cmd: Login,
-    client_addr: str,
-    attempt_id: int,
-    candidate: _Candidate,
-    verified: bool,
-) -> Issued | DomainError:
-    now = utcnow()
+def _context(username: str, client_addr: str, device_id: str | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"username": username, "client_addr": client_addr}
+    if device_id is not None:
+        context["device_id"] = device_id
+    return context
+
+
+def _settle(
+    session: Session, checked: _Checked, username: str, device_id: str | None, client_addr: str, via: str
+) -> User | DomainError:
+    """4. The outcome: a success marks the attempt; a failure stays counted and is audited."""
+    candidate = checked.candidate
     user = session.get(User, candidate.user_id) if candidate.user_id is not None else None
-    context: dict[str, Any] = {"username": cmd.username, "client_addr": client_addr}
-    if cmd.device_id is not None:
-        context["device_id"] = cmd.device_id
     reason = None
     if user is None:
         reason = "unknown_username"
-    elif not verified or user.password_hash != candidate.password_hash:  # changed while we verified
+    elif not checked.verified or user.password_hash != candidate.password_hash:  # changed while we verified
         reason = "wrong_password"
     elif not user.active:
         reason = "deactivated"
     if reason is not None or user is None:
-        audit(session, user.id if user else None, cmd.device_id, "login_failed", ENTITY, user, reason=reason, **context)
+        context = _context(username, client_addr, device_id)
+        if via != "login":
+            context["via"] = via
+        audit(session, user.id if user else None, device_id, "login_failed", ENTITY, user, reason=reason, **context)
         return InvalidCredentials("the username or password is wrong, or the account is deactivated")
-    session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(succeeded=True))
-    family = new_jti()
-    issued, _ = _issue(session, settings, user, family, cmd.device_id, now)
-    audit(session, user.id, cmd.device_id, "login", ENTITY, user, **context)
-    return issued
+    session.execute(update(LoginAttempt).where(LoginAttempt.id == checked.attempt_id).values(succeeded=True))
+    return user
 
 
 def _issue(

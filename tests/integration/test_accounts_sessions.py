@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
+import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
@@ -270,3 +271,23 @@ def test_logout_with_a_rotated_or_expired_token_still_ends_the_family(
     assert_error(me(client, pair["access"]), 401, "invalid_token")
     tampered = jwt.encode({"typ": "refresh"}, "k" * 40, algorithm="HS256")
     assert_error(client.post(LOGOUT, json={"refresh": tampered}), 401, "invalid_token")
+
+
+# -- HTTP Basic (for the CouchDB-compatible surface) ---------------------------------------------------
+
+
+def test_basic_credentials_share_the_login_throttle_and_audit(client: TestClient, demo: Database) -> None:
+    from domain.accounts.sessions import check_credentials
+    from domain.errors import InvalidCredentials, TooManyAttempts
+
+    actor = check_credentials(demo, "Driver1", DRIVER1_PASSWORD, "192.0.2.1")
+    assert (actor.id, actor.username, actor.role) == (2, "driver1", "driver")
+    assert audits(demo, "login") == []  # a success is not an audit entry per request
+    with pytest.raises(InvalidCredentials):
+        check_credentials(demo, "driver1", "wrong-password", "192.0.2.1")
+    (entry,) = audits(demo, "login_failed")
+    assert entry["context"]["via"] == "basic" and entry["context"]["reason"] == "wrong_password"
+    for _ in range(4):
+        assert_error(login(client, password="wrong-password"), 401, "invalid_credentials")
+    with pytest.raises(TooManyAttempts):  # Basic is no way around the login throttle
+        check_credentials(demo, "driver1", DRIVER1_PASSWORD, "192.0.2.1")

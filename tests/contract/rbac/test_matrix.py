@@ -114,3 +114,13 @@ def test_rbac(row: RbacRow, demo, settings, client: TestClient) -> None:  # type
         if before is not None and fingerprint(demo) != before:
             failures.append(f"{role}: the refused request changed the database")
     assert not failures, failures
+
+
+def test_the_fingerprint_sees_a_write(demo, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    """The "refusals write nothing" check can fail: a request that writes changes the fingerprint."""
+    before = fingerprint(demo)
+    assert fingerprint(demo) == before
+    client.post("/api/v1/auth/login/", json={"username": "nobody", "password": "no-such-password"})
+    after = fingerprint(demo)
+    assert after["login_attempts"] == before["login_attempts"] + 1
+    assert after["counter:audit"] == before["counter:audit"] + 1
