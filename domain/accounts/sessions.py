@@ -222,7 +222,7 @@ def _rotate(session: Session, settings: Settings, jti: str, user_id: int) -> Iss
             )
         return TokenReused(
             "this refresh token was already used: the session is ended for every holder; log in again",
-            {"revoked": revoked},
+            {"tokens_revoked": revoked},
         )
     if token.revoked_at is not None:
         return InvalidToken("this session has ended (logout or a reused token); log in again", {"reason": "revoked"})
