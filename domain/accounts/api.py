@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from domain.accounts import services, sessions
 from domain.accounts.docs import user_doc
 from domain.accounts.models import ROLES, User
-from domain.accounts.schemas import CreateUser, Login, Logout, RefreshSession, UpdateUser
+from domain.accounts.schemas import CreateUser, Login, Logout, RefreshSession, TokenPair, UpdateUser, UserOut
 from domain.accounts.throttle import UNKNOWN_ADDRESS
 from domain.api import ADMIN, PUBLIC, USER, Ctx, PageQuery, Router, paginate
 
@@ -30,6 +30,7 @@ def client_address(ctx: Ctx) -> str:
     "/api/v1/auth/login/",
     auth=PUBLIC,
     body=Login,
+    response=TokenPair,
     errors=("validation_error", "invalid_credentials", "too_many_attempts"),
 )
 def login(ctx: Ctx) -> dict[str, Any]:
@@ -37,7 +38,13 @@ def login(ctx: Ctx) -> dict[str, Any]:
     return sessions.login(ctx.db, ctx.settings, ctx.body, client_address(ctx)).to_dict()
 
 
-@router.post("/api/v1/auth/refresh/", auth=PUBLIC, body=RefreshSession, errors=(*TOKEN_ERRORS, "token_reused"))
+@router.post(
+    "/api/v1/auth/refresh/",
+    auth=PUBLIC,
+    body=RefreshSession,
+    response=TokenPair,
+    errors=(*TOKEN_ERRORS, "token_reused"),
+)
 def refresh(ctx: Ctx) -> dict[str, Any]:
     """Spend the refresh token for a new access token AND a new refresh token (rotation)."""
     return sessions.refresh(ctx.db, ctx.settings, ctx.body).to_dict()
@@ -57,7 +64,7 @@ class UserQuery(PageQuery):
     search: Annotated[str | None, Field(min_length=1, max_length=150)] = None
 
 
-@router.get("/api/v1/users/", auth=ADMIN, query=UserQuery, errors=("forbidden",))
+@router.get("/api/v1/users/", auth=ADMIN, query=UserQuery, response=UserOut, errors=("forbidden",))
 def list_users(ctx: Ctx) -> dict[str, Any]:
     """Users, admin only, by id."""
     q: UserQuery = ctx.query
@@ -74,13 +81,15 @@ def list_users(ctx: Ctx) -> dict[str, Any]:
     return ctx.read(lambda s: paginate(ctx, s, stmt, user_doc, q))
 
 
-@router.post("/api/v1/users/", auth=ADMIN, body=CreateUser, status=201, errors=("forbidden", "conflict"))
+@router.post(
+    "/api/v1/users/", auth=ADMIN, body=CreateUser, status=201, response=UserOut, errors=("forbidden", "conflict")
+)
 def create_user(ctx: Ctx) -> dict[str, Any]:
     """Create a user (admin only)."""
     return ctx.run(lambda call: user_doc(services.create_user(call, ctx.body).record))
 
 
-@router.get("/api/v1/users/{id:int}/", auth=USER, errors=("not_found",))
+@router.get("/api/v1/users/{id:int}/", auth=USER, response=UserOut, errors=("not_found",))
 def get_user(ctx: Ctx) -> dict[str, Any]:
     """A user: an admin reads anyone, a driver only themselves."""
     return ctx.read(lambda s: user_doc(services.get_user(s, ctx.actor, ctx.path["id"])))
@@ -90,6 +99,7 @@ def get_user(ctx: Ctx) -> dict[str, Any]:
     "/api/v1/users/{id:int}/",
     auth=USER,
     body=UpdateUser,
+    response=UserOut,
     errors=("not_found", "forbidden", "read_only_field", "invalid_state"),
 )
 def update_user(ctx: Ctx) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from domain.accounts.models import ROLES
 from domain.wire import Command
@@ -104,3 +104,34 @@ class UpdateUser(Command):
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+# -- what the endpoints answer (the OpenAPI document and, in tests, the response check read these) -----
+
+
+class UserSummary(BaseModel):
+    id: int
+    username: str
+    role: Literal["driver", "admin"]
+
+
+class TokenPair(BaseModel):
+    """A login or refresh answer. Keep `access` in memory; store `refresh` securely and use it once."""
+
+    access: str = Field(description="JWT access token, sent as `Authorization: Bearer <access>`")
+    refresh: str = Field(description="JWT refresh token: spent by the next refresh, which answers a new one")
+    access_expires_in: int = Field(description="seconds until the access token expires")
+    user: UserSummary
+
+
+class UserOut(BaseModel):
+    """A user as the API shows it; the password hash never leaves the database."""
+
+    id: int
+    version: int
+    last_modified: str
+    username: str
+    full_name: str
+    role: Literal["driver", "admin"]
+    active: bool
+    created_at: str

@@ -24,6 +24,8 @@ from domain.audit.services import audit
 from domain.errors import Conflict, InvalidState, NotFound
 from domain.service import Call, Outcome
 
+MAX_ID = 2**63 - 1
+
 
 def create_user(call: Call, cmd: CreateUser) -> Outcome:
     """An admin creates a user; usernames are unique (compared in lower case)."""
@@ -52,7 +54,7 @@ def create_user(call: Call, cmd: CreateUser) -> Outcome:
 
 def get_user(session: Session, actor: Actor, user_id: int) -> User:
     """An admin reads any user; a driver only themselves (anyone else is 404, like a missing user)."""
-    user = session.get(User, user_id)
+    user = session.get(User, user_id) if 0 < user_id <= MAX_ID else None
     ensure_visible(actor, user.id if user else None, ENTITY, user_id)
     if user is None:
         raise NotFound(f"user {user_id} not found", {"entity": ENTITY, "id": user_id})
@@ -101,13 +103,13 @@ def update_user(call: Call, user_id: int, cmd: UpdateUser) -> Outcome:
 
 def _lock(session: Session, user_id: int, admin_change: bool) -> User:
     """The user's row, locked; with every active admin's row too (in id order) when admin status may change."""
-    wanted = User.id == user_id
+    wanted = User.id == min(max(user_id, 0), MAX_ID)  # ids out of range name nobody (and fit the column)
     if admin_change:
         wanted = or_(wanted, and_(User.role == ADMIN, User.active.is_(True)))
     rows = session.scalars(
         select(User).where(wanted).order_by(User.id).with_for_update().execution_options(populate_existing=True)
     ).all()
-    user = next((row for row in rows if row.id == user_id), None)
+    user = next((row for row in rows if row.id == user_id), None) if 0 < user_id <= MAX_ID else None
     if user is None:
         raise NotFound(f"user {user_id} not found", {"entity": ENTITY, "id": user_id})
     return user
