@@ -52,8 +52,9 @@ def routers() -> list[Router]:
     from domain.logistics.api import router as logistics
     from domain.sales.api import router as sales
     from sync.api import router as sync
+    from sync.changes import router as pull
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync]
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, pull]
 
 
 def all_endpoints() -> list[Endpoint]:
