@@ -95,3 +95,78 @@ def update_customer(db: Database, customer_id: int, delay: float = 0.0) -> None:
             time.sleep(delay)
 
     db.run(work)
+
+
+# -- uvicorn processes on 127.0.0.1 -------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """`uvicorn server:create_app_from_env` in a child process on a free port of 127.0.0.1."""
+
+    def __init__(self, database_url: str, secret: str, log_path: str, *extra: str, pool: int = 8) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(
+            os.environ,
+            LPG_DATABASE_URL=database_url,
+            LPG_SECRET_KEY=secret,
+            LPG_ENV="test",
+            LPG_SQLITE_SYNCHRONOUS="NORMAL",
+            LPG_DB_POOL_SIZE=str(pool),
+        )
+        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "server:create_app_from_env",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                *extra,
+            ],
+            cwd=str(Path(__file__).resolve().parents[1]),
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
