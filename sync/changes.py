@@ -71,43 +71,25 @@ class ChangesQuery(Query):
 # -- encoding ----------------------------------------------------------------------------------------------
 
 
-def _json_result(row: RawRow) -> str:
-    seq, entity, entity_id, version, modified, deleted, doc = row
-    return (
-        f'{{"seq":{seq},"entity":"{entity}","id":{entity_id},"version":{version},'
-        f'"last_modified":"{modified}","deleted":{"true" if deleted else "false"},"doc":{doc}}}'
-    )
-
-
-def _map_result(row: RawRow) -> dict[str, Any]:
-    seq, entity, entity_id, version, modified, deleted, doc = row
-    return {
-        "seq": seq,
-        "entity": entity,
-        "id": entity_id,
-        "version": version,
-        "last_modified": modified,
-        "deleted": bool(deleted),
-        "doc": orjson.loads(doc),
-    }
+def _objects(rows: list[RawRow]) -> bytes:
+    return b",".join([row[1] for row in rows])
 
 
 def encode_page(page: RawPage, fmt: str) -> bytes:
+    """The page's JSON is the rows' JSON joined: no document is decoded. MessagePack: one orjson decode of
+    the joined rows, one pack."""
     if fmt == codec.JSON:
-        results = ",".join(map(_json_result, page.rows))
-        return f'{{"results":[{results}],"last_seq":{page.last_seq},"pending":{page.pending}}}'.encode()
-    return msgpack.packb(
-        {"results": list(map(_map_result, page.rows)), "last_seq": page.last_seq, "pending": page.pending},
-        use_bin_type=True,
-    )
+        return b'{"results":[%b],"last_seq":%d,"pending":%d}' % (_objects(page.rows), page.last_seq, page.pending)
+    results = orjson.loads(b"[%b]" % _objects(page.rows))
+    return msgpack.packb({"results": results, "last_seq": page.last_seq, "pending": page.pending}, use_bin_type=True)
 
 
 def encode_lines(rows: list[RawRow], fmt: str) -> bytes:
     """Continuous: one result a line (NDJSON), or one msgpack map after another."""
     if fmt == codec.JSON:
-        return ("\n".join(map(_json_result, rows)) + "\n").encode()
+        return b"\n".join([row[1] for row in rows]) + b"\n"
     packer = msgpack.Packer(use_bin_type=True)
-    return b"".join(packer.pack(_map_result(row)) for row in rows)
+    return b"".join([packer.pack(item) for item in orjson.loads(b"[%b]" % _objects(rows))])
 
 
 def encode_end(last_seq: int, fmt: str) -> bytes:

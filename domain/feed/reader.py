@@ -6,9 +6,9 @@ feed counter (the *ceiling*) are returned. Seqs are taken under the counter's lo
 (domain/ledger.py), so a change that commits after this read gets a seq above the ceiling: a client that
 always asks again from the `last_seq` it was given can never skip one.
 
-Fast: the page is read through the raw DB-API cursor as plain tuples (`last_modified` already formatted as
-RFC 3339 by the database, `doc` the stored canonical JSON text), so the HTTP layer can splice the text into
-its response without decoding anything. A filtered page (a driver's scope, an `entities` list) first finds
+Fast: the page is read through the raw DB-API cursor, each result object already built as JSON bytes by
+the database (`last_modified` formatted as RFC 3339, `doc` the stored canonical JSON text spliced in), so
+the HTTP layer joins bytes and decodes nothing; the driver parses two columns a row instead of seven. A filtered page (a driver's scope, an `entities` list) first finds
 its seqs on the (scope, seq) / (entity, seq) indexes, one ordered stream per scope or entity, and then
 reads those rows by primary key: a driver whose records are rare never walks the whole feed.
 
@@ -30,14 +30,24 @@ from sqlalchemy.orm import Session
 from domain.db import Database
 from domain.feed.models import ALL_ENTITIES, ALL_SCOPES, COUNT_BUCKET, PUBLIC_SCOPE, FeedEntry
 
-# (seq, entity, entity_id, version, last_modified RFC 3339 text, deleted 0/1, doc JSON text)
-RawRow = tuple[int, str, int, int, str, int, str]
+# (seq, the result object as UTF-8 JSON bytes, built by the database: seq, entity, id, version,
+# last_modified, deleted, doc). The entity names are fixed identifiers, the numbers integers, the time
+# formatted, and `doc` is already canonical JSON: nothing in it needs escaping.
+RawRow = tuple[int, bytes]
 
-_LAST_MODIFIED = {
-    "sqlite": "replace(last_modified, ' ', 'T') || 'Z'",
-    "mysql": "DATE_FORMAT(last_modified, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ')",
+_RESULT = {
+    "sqlite": (
+        """CAST('{"seq":' || seq || ',"entity":"' || entity || '","id":' || entity_id || ',"version":' || version"""
+        """ || ',"last_modified":"' || replace(last_modified, ' ', 'T') || 'Z","deleted":'"""
+        """ || CASE WHEN deleted THEN 'true' ELSE 'false' END || ',"doc":' || doc || '}' AS BLOB)"""
+    ),
+    "mysql": (
+        """CAST(CONCAT('{"seq":', seq, ',"entity":"', entity, '","id":', entity_id, ',"version":', version,"""
+        """ ',"last_modified":"', DATE_FORMAT(last_modified, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ'), '","deleted":',"""
+        """ IF(deleted, 'true', 'false'), ',"doc":', doc, '}') AS BINARY)"""
+    ),
 }
-_COLUMNS = "seq, entity, entity_id, version, {lm}, deleted, doc"
+_COLUMNS = "seq, {result}"
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,7 @@ def raw_page(cur: _Cursor, since: int, limit: int, scope: Scope) -> RawPage:
     """The next page after `since` in one snapshot (the caller opened it): rows, last_seq, pending."""
     ceiling = current(cur)
     since = min(since, ceiling)  # a seq from the future (another database, a restore) restarts at the head
-    columns = _COLUMNS.format(lm=_LAST_MODIFIED[cur.dialect])
+    columns = _COLUMNS.format(result=_RESULT[cur.dialect])
     if scope.user is None and not scope.entities:
         rows = cur.all(
             f"SELECT {columns} FROM change_feed WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
