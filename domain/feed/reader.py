@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import select
@@ -47,7 +48,6 @@ _RESULT = {
         """ IF(deleted, 'true', 'false'), ',"doc":', doc, '}') AS BINARY)"""
     ),
 }
-_COLUMNS = "seq, {result}"
 
 
 @dataclass(frozen=True)
@@ -165,23 +165,50 @@ def _page_seqs(cur: _Cursor, since: int, ceiling: int, limit: int, scope: Scope)
     return [int(r[0]) for r in rows]
 
 
+# MariaDB: a page comes back as one row, every result's JSON joined by the server (GROUP_CONCAT), so the
+# driver parses one packet instead of a packet a row in Python. A page whose text would not fit this
+# length (pages of very large documents) is read row by row instead.
+PACKED_MAX = 8 * 1024 * 1024
+
+
+def _rows(cur: _Cursor, where: str, params: list[Any], limit: int | None) -> list[RawRow]:
+    """The rows matching `where` in seq order (at most `limit`), each as (seq, result JSON bytes)."""
+    result = _RESULT[cur.dialect]
+    tail = " ORDER BY seq" + (" LIMIT ?" if limit is not None else "")
+    args = [*params, *([limit] if limit is not None else [])]
+    if cur.dialect == "mysql":
+        [(seq_text, joined)] = cur.all(
+            "SELECT GROUP_CONCAT(seq SEPARATOR ','), GROUP_CONCAT(j SEPARATOR '\\n') FROM "
+            f"(SELECT seq, {result} AS j FROM change_feed WHERE {where}{tail}) page",
+            args,
+        )
+        if seq_text is None:
+            return []
+        seqs = [int(x) for x in seq_text.split(b"," if isinstance(seq_text, bytes) else ",")]
+        # No result contains a raw newline (canonical JSON escapes control characters in strings).
+        parts = joined.split(b"\n") if joined is not None and len(joined) < PACKED_MAX else []
+        if len(parts) == len(seqs):
+            rows = list(zip(seqs, parts, strict=True))
+            return rows if all(x < y for x, y in pairwise(seqs)) else sorted(rows)
+    return [
+        (int(seq), bytes(doc))
+        for seq, doc in cur.all(f"SELECT seq, {result} FROM change_feed WHERE {where}{tail}", args)
+    ]
+
+
 def raw_page(cur: _Cursor, since: int, limit: int, scope: Scope) -> RawPage:
     """The next page after `since` in one snapshot (the caller opened it): rows, last_seq, pending."""
     ceiling = current(cur)
     since = min(since, ceiling)  # a seq from the future (another database, a restore) restarts at the head
-    columns = _COLUMNS.format(result=_RESULT[cur.dialect])
     if scope.user is None and not scope.entities:
-        rows = cur.all(
-            f"SELECT {columns} FROM change_feed WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            [since, ceiling, limit + 1],
-        )
+        rows = _rows(cur, "seq > ? AND seq <= ?", [since, ceiling], limit + 1)
         extra_seq = rows[limit][0] if len(rows) > limit else None
         rows = rows[:limit]
     else:
         seqs = _page_seqs(cur, since, ceiling, limit + 1, scope)
         extra_seq = seqs[limit] if len(seqs) > limit else None
         seqs = seqs[:limit]
-        rows = cur.all(f"SELECT {columns} FROM change_feed WHERE seq IN {_in(seqs)} ORDER BY seq", seqs) if seqs else []
+        rows = _rows(cur, f"seq IN {_in(seqs)}", seqs, None) if seqs else []
     if extra_seq is None:
         return RawPage(rows, ceiling, 0, ceiling)
     # Everything below the next row in scope was examined: nothing in scope lies between the page's last
@@ -203,6 +230,9 @@ class Snapshot:
             if self.db.dialect == "sqlite":
                 cursor.execute("BEGIN")
             else:
+                if not self.conn.info.get("lpg_packed_pages"):
+                    cursor.execute(f"SET SESSION group_concat_max_len = {PACKED_MAX}")
+                    self.conn.info["lpg_packed_pages"] = True
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         except BaseException:

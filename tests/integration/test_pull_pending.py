@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,3 +107,35 @@ def pending_world(db: Database) -> Database:
     if not db.read(lambda s: s.execute(select(func.count()).select_from(FeedEntry)).scalar_one()):
         _write(db, random.Random(3), {}, 5000)
     return db
+
+
+def test_pages_too_long_to_come_back_joined_are_read_row_by_row(settings: Any, db: Database, monkeypatch: Any) -> None:
+    """MariaDB joins a page's results in the server (GROUP_CONCAT, capped at PACKED_MAX); a page whose text
+    is longer, truncated by the server, is detected and read row by row: nothing is lost or cut."""
+    from domain.feed import reader
+
+    def work(uow: Any) -> None:
+        for n in range(1, 41):  # results of ~1.5 KB: two of them overflow 2000 bytes inside the second
+            record_change(uow.session, "customer", n, 1, doc={"id": n, "pad": "x" * (1400 + n)})
+
+    db.run(work)
+    expected = db.read(
+        lambda s: [
+            (r.seq, r.entity, r.entity_id, r.version) for r in s.scalars(select(FeedEntry).order_by(FeedEntry.seq))
+        ]
+    )
+    monkeypatch.setattr(reader, "PACKED_MAX", 2000)  # a new pool sets this as group_concat_max_len
+    small = Database(settings)
+    try:
+        seen, since = [], 0
+        while True:
+            page = reader.fetch_page(small, since, 2, Scope())
+            if not page.rows:
+                break
+            for seq, text in page.rows:
+                result = orjson.loads(text)  # whole, not cut
+                seen.append((seq, result["entity"], result["id"], result["version"]))
+            since = page.last_seq
+        assert seen == expected
+    finally:
+        small.dispose()
