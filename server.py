@@ -53,8 +53,9 @@ def routers() -> list[Router]:
     from domain.sales.api import router as sales
     from sync.api import router as sync
     from sync.changes import router as pull
+    from sync.couch import router as couchdb
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, pull]
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, pull, couchdb]
 
 
 def all_endpoints() -> list[Endpoint]:

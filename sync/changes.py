@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgpack
 import orjson
 from pydantic import Field, StrictInt, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from starlette.concurrency import run_in_threadpool
@@ -277,7 +277,7 @@ def put_checkpoint(ctx: Ctx) -> dict[str, Any]:
     values = {"user_id": ctx.actor.id, "name": name, "seq": seq, "updated_at": now}
 
     def work(uow: Any) -> None:
-        table = Checkpoint.__table__
+        table: Table = Checkpoint.__table__  # type: ignore[assignment]
         if ctx.db.dialect == "sqlite":
             lite = sqlite_dialect.insert(table).values(values)
             stmt: Any = lite.on_conflict_do_update(
