@@ -371,6 +371,49 @@ def _refuse_writes(*routes: tuple[str, str]) -> None:
         )(handler)
 
 
+def _all_docs(ctx: Ctx, actor: Actor, keys: Any) -> dict[str, Any]:
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise CouchError(400, "bad_request", "_all_docs here answers `keys` (a list of document ids) only")
+    include = ctx.request.query_params.get("include_docs") == "true"
+    parsed = {k: _parse_id(k) for k in keys}
+    rows = _load(ctx, actor, [p for p in parsed.values() if p is not None])
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        ref = parsed[key]
+        row = rows.get(ref) if ref else None
+        if row is None:
+            out.append({"key": key, "error": "not_found"})
+            continue
+        value: dict[str, Any] = {"rev": rev_of(row)}
+        item: dict[str, Any] = {"id": key, "key": key, "value": value}
+        if row.deleted:
+            value["deleted"] = True
+            item["doc"] = None
+        elif include:
+            item["doc"] = doc_of(row)
+        out.append(item)
+    return {"total_rows": len(out), "offset": 0, "rows": out}
+
+
+@router.post("/couchdb/{db}/_all_docs", auth=PUBLIC, raw_body=True)
+@couch
+def couch_all_docs_post(ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """`_all_docs` by `keys` (what PouchDB's replicator asks for first-generation revisions)."""
+    body = ctx.payload if isinstance(ctx.payload, dict) else {}
+    return _all_docs(ctx, actor, body.get("keys"))
+
+
+@router.get("/couchdb/{db}/_all_docs", auth=PUBLIC)
+@couch
+def couch_all_docs_get(ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """`_all_docs?keys=[...]`."""
+    try:
+        keys = orjson.loads(ctx.request.query_params.get("keys") or "null")
+    except orjson.JSONDecodeError:
+        raise CouchError(400, "bad_request", "keys must be a JSON list") from None
+    return _all_docs(ctx, actor, keys)
+
+
 # Fixed paths before "/couchdb/{db}/{docid}", which would match them first.
 _refuse_writes(("POST", "/couchdb/{db}/_bulk_docs"), ("POST", "/couchdb/{db}/_revs_diff"), ("POST", "/couchdb/{db}/"))
 

@@ -95,6 +95,25 @@ def test_bulk_get_and_get_give_documents_with_revisions(demo: Database, client: 
     assert r["_rev"].startswith("2-") and r["version"] == 2
 
 
+def test_all_docs_by_keys_as_pouchdb_asks_for_first_revisions(demo: Database, client: Any, settings: Any) -> None:
+    theirs = create_owned(demo, "transaction", 3)
+    demo.run(lambda uow: record_change(uow.session, "customer", 5, 9, doc={"id": 5}, deleted=True))
+    d1 = bearer(settings, 2)
+    keys = ["customer:1", f"transaction:{theirs}", "customer:5", "bogus"]
+    r = client.post(
+        "/couchdb/lpg/_all_docs", params={"include_docs": "true", "conflicts": "true"}, json={"keys": keys}, headers=d1
+    )
+    assert r.status_code == 200
+    one, hidden, deleted, bogus = r.json()["rows"]
+    assert one["id"] == "customer:1" and one["doc"]["_id"] == "customer:1" and one["value"]["rev"] == one["doc"]["_rev"]
+    assert hidden == {"key": f"transaction:{theirs}", "error": "not_found"}
+    assert deleted["value"]["deleted"] is True and deleted["doc"] is None
+    assert bogus == {"key": "bogus", "error": "not_found"}
+    r = client.get("/couchdb/lpg/_all_docs", params={"keys": '["customer:1"]'}, headers=d1)
+    assert r.json()["rows"][0]["value"] == one["value"] and "doc" not in r.json()["rows"][0]
+    assert client.post("/couchdb/lpg/_all_docs", json={}, headers=d1).status_code == 400
+
+
 def test_local_checkpoint_documents_are_stored_faithfully_per_user(demo: Database, client: Any, settings: Any) -> None:
     d1, d2 = bearer(settings, 2), bearer(settings, 3)
     url = "/couchdb/lpg/_local/rep-abc"

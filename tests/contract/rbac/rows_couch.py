@@ -36,6 +36,18 @@ ROWS = [
         expect(401, 404, 404, 404),
         setup=lambda w: Request(path={"db": "lpg", "id": "never"}),
     ),
+    RbacRow(
+        "POST",
+        "/couchdb/{db}/_all_docs",
+        expect(401, 200, 200, 200),
+        setup=lambda w: Request(path={"db": "lpg"}, json={"keys": ["customer:1"]}),
+    ),
+    RbacRow(
+        "GET",
+        "/couchdb/{db}/_all_docs",
+        expect(401, 200, 200, 200),
+        setup=lambda w: Request(path={"db": "lpg"}, query={"keys": '["customer:1"]'}),
+    ),
     RbacRow("PUT", "/couchdb/{db}/_local/{id}", expect(401, 201, 201, 201), setup=_local),
     RbacRow("GET", "/couchdb/{db}/{docid}", expect(401, 200, 200, 200), setup=_doc),
     RbacRow("PUT", "/couchdb/{db}/{docid}", expect(401, 403, 403, 403), setup=_doc),
