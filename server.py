@@ -62,8 +62,10 @@ def routers() -> list[Router]:
     from domain.reports.api import router as reports
     from domain.sales.api import router as sales
     from sync.api import router as sync
+    from sync.changes import router as pull
+    from sync.couch import router as couchdb
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, reports, docs]
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, pull, couchdb, reports, docs]
 
 
 def all_endpoints() -> list[Endpoint]:

@@ -93,6 +93,9 @@ class Database:
         self.dialect = "sqlite" if self.engine.dialect.name == "sqlite" else "mysql"
         self._retries = 0
         self._retries_lock = threading.Lock()
+        # Called (from the committing thread) after every successful commit of a unit: wakes the pull
+        # waiters of this process at once. A hint only: other processes' commits are found by polling.
+        self.commit_listeners: list[Callable[[], None]] = []
 
     @property
     def retries(self) -> int:
@@ -169,6 +172,11 @@ class UnitOfWork:
         write_ledger(self.session)
         self.session.commit()
         self.committed = True
+        for listener in list(self.db.commit_listeners):
+            try:
+                listener()
+            except Exception:  # a hint must never fail a committed unit
+                log.exception("a commit listener failed")
 
     def rollback(self) -> None:
         self.session.rollback()

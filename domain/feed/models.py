@@ -41,3 +41,21 @@ class Counter(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
     head: Mapped[str | None] = mapped_column(String(64))
+
+
+# Seqs per bucket of `FeedCount` (a power of two: the triggers compute `seq >> 10` / `seq DIV 1024`).
+COUNT_BUCKET = 1024
+ALL_SCOPES, ALL_ENTITIES = -1, "*"
+
+
+class FeedCount(Base):
+    """How many feed rows of a scope and entity lie in a bucket of 1024 seqs; kept by triggers on
+    `change_feed` (alembic 0002_pull), so a pull's `pending` is exact without counting the feed itself.
+    Scope -1 counts every scope, entity '*' every entity."""
+
+    __tablename__ = "change_feed_counts"
+
+    scope: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entity: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
