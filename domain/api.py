@@ -46,6 +46,8 @@ log = logging.getLogger("lpg.api")
 T = TypeVar("T")
 
 PUBLIC, USER, ADMIN = "public", "user", "admin"
+# The handler authenticates by itself (the CouchDB surface: bearer or HTTP Basic, CouchDB error shape).
+SELF_AUTH = "self"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -249,7 +251,7 @@ def authenticate(state: AppState, request: Request, required: str) -> AuthUser |
 
     A public endpoint (health, login, refresh, logout) ignores the Authorization header: a client that
     still sends its expired access token while refreshing must not be refused for it."""
-    if required == PUBLIC:
+    if required in (PUBLIC, SELF_AUTH):
         return None
     token = bearer_token(request)
     if token is None:

@@ -5,7 +5,7 @@ ids are `entity:id`, a document's only revision is `{version}-{md5 of its canoni
 compacted: older revisions are gone, like a compacted CouchDB database), seqs are the feed's. Writes are
 refused with 403 pointing to `/api/v1/sync/push`. Errors use CouchDB's `{"error", "reason"}` shape.
 
-The endpoints are declared `PUBLIC` to the shared edge and authenticate here, because a CouchDB client may
+The endpoints are declared `SELF_AUTH` to the shared edge and authenticate here, because a CouchDB client may
 send HTTP Basic credentials as well as the bearer token, and expects CouchDB's error shape.
 """
 
@@ -28,7 +28,7 @@ from domain.accounts.models import User
 from domain.accounts.passwords import verify_password
 from domain.accounts.policy import Actor, owner_filter
 from domain.accounts.tokens import ACCESS, decode_token
-from domain.api import PUBLIC, Ctx, Router, load_user
+from domain.api import SELF_AUTH, Ctx, Router, load_user
 from domain.clock import utcnow
 from domain.errors import DomainError
 from domain.feed.models import PUBLIC_SCOPE, FeedEntry
@@ -179,7 +179,7 @@ def _missing(doc_id: str, rev: str | None) -> dict[str, Any]:
 # -- endpoints -----------------------------------------------------------------------------------------------
 
 
-@router.get("/couchdb/", auth=PUBLIC)
+@router.get("/couchdb/", auth=SELF_AUTH)
 @couch
 def couch_root(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """CouchDB's welcome, with a `uuid` stable for this server's database and key."""
@@ -187,7 +187,7 @@ def couch_root(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     return {"couchdb": "Welcome", "version": "3.3.3", "uuid": uuid, "vendor": {"name": "lpg-sync"}, "features": []}
 
 
-@router.get("/couchdb/{db}/", auth=PUBLIC)
+@router.get("/couchdb/{db}/", auth=SELF_AUTH)
 @couch
 def couch_db(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """Database info: `update_seq` is the feed's committed head."""
@@ -224,7 +224,7 @@ def _int_param(ctx: Ctx, name: str, default: int, high: int) -> int:
     return min(int(raw), high)
 
 
-@router.get("/couchdb/{db}/_changes", auth=PUBLIC)
+@router.get("/couchdb/{db}/_changes", auth=SELF_AUTH)
 @couch
 def couch_changes(ctx: Ctx, actor: Actor) -> Any:
     """`_changes` (normal or longpoll): `{"results": [{"seq", "id", "changes": [{"rev"}], "deleted"?}], "last_seq"}`."""
@@ -275,7 +275,7 @@ async def _wait_async(db: Any, since: int, deadline: float) -> bool:
     return await watcher_for(db).wait_beyond(since, deadline)
 
 
-@router.post("/couchdb/{db}/_bulk_get", auth=PUBLIC, raw_body=True)
+@router.post("/couchdb/{db}/_bulk_get", auth=SELF_AUTH, raw_body=True)
 @couch
 def couch_bulk_get(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """The current revision of each requested document (`revs=true` adds `_revisions`, always present here)."""
@@ -294,7 +294,7 @@ def couch_bulk_get(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     return {"results": results}
 
 
-@router.get("/couchdb/{db}/_local/{id}", auth=PUBLIC)
+@router.get("/couchdb/{db}/_local/{id}", auth=SELF_AUTH)
 @couch
 def couch_get_local(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """A replicator's checkpoint document, as it was stored by this user."""
@@ -311,7 +311,7 @@ def couch_get_local(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     return {**orjson.loads(row.doc), "_id": f"_local/{doc_id}", "_rev": row.rev}
 
 
-@router.put("/couchdb/{db}/_local/{id}", auth=PUBLIC, raw_body=True)
+@router.put("/couchdb/{db}/_local/{id}", auth=SELF_AUTH, raw_body=True)
 @couch
 def couch_put_local(ctx: Ctx, actor: Actor) -> Any:
     """Store a replicator's checkpoint document faithfully (per user); its rev counts up `0-1`, `0-2`..."""
@@ -367,7 +367,7 @@ def _refuse_writes(*routes: tuple[str, str]) -> None:
         handler = couch(_refuse)
         handler.__name__ = f"couch_refuse_{method.lower()}_{path.rstrip('/').rsplit('/', 1)[-1].strip('{}')}"
         router.route(
-            method, path, auth=PUBLIC, raw_body=True, body_optional=True, summary="Refused: use /api/v1/sync/push"
+            method, path, auth=SELF_AUTH, raw_body=True, body_optional=True, summary="Refused: use /api/v1/sync/push"
         )(handler)
 
 
@@ -395,7 +395,7 @@ def _all_docs(ctx: Ctx, actor: Actor, keys: Any) -> dict[str, Any]:
     return {"total_rows": len(out), "offset": 0, "rows": out}
 
 
-@router.post("/couchdb/{db}/_all_docs", auth=PUBLIC, raw_body=True)
+@router.post("/couchdb/{db}/_all_docs", auth=SELF_AUTH, raw_body=True)
 @couch
 def couch_all_docs_post(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """`_all_docs` by `keys` (what PouchDB's replicator asks for first-generation revisions)."""
@@ -403,7 +403,7 @@ def couch_all_docs_post(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     return _all_docs(ctx, actor, body.get("keys"))
 
 
-@router.get("/couchdb/{db}/_all_docs", auth=PUBLIC)
+@router.get("/couchdb/{db}/_all_docs", auth=SELF_AUTH)
 @couch
 def couch_all_docs_get(ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """`_all_docs?keys=[...]`."""
@@ -418,7 +418,7 @@ def couch_all_docs_get(ctx: Ctx, actor: Actor) -> dict[str, Any]:
 _refuse_writes(("POST", "/couchdb/{db}/_bulk_docs"), ("POST", "/couchdb/{db}/_revs_diff"), ("POST", "/couchdb/{db}/"))
 
 
-@router.get("/couchdb/{db}/{docid}", auth=PUBLIC)
+@router.get("/couchdb/{db}/{docid}", auth=SELF_AUTH)
 @couch
 def couch_get_doc(ctx: Ctx, actor: Actor) -> Any:
     """One document at its current revision; `open_revs` answers a list of `{"ok": doc}` (JSON, not multipart)."""
