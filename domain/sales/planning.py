@@ -116,9 +116,12 @@ def plan_sale(
     services: Sequence[ServiceInput],
     *,
     lock: bool,
+    judge_meter: bool = True,
 ) -> Plan:
     """Resolve, price and judge a sale. With `lock` (confirming) the customer's meter is row-locked so the
-    regression check stays true until the commit; a draft is judged without locks (and again on confirm)."""
+    regression check stays true until the commit; a draft is judged without locks (and again on confirm).
+    An update that leaves a draft's reading alone does not judge it again (`judge_meter=False`): the
+    driver may fix the other fields first; confirm judges it in any case."""
     session = call.session
     if reading is None and not deliveries and not services:
         raise ValidationError("a transaction needs a meter reading, a delivery or a service", "deliveries")
@@ -128,7 +131,8 @@ def plan_sale(
     if reading is not None:
         meter = customer_meter(call, customer.id, lock=lock)
         previous = meter.last_reading if meter is not None else None
-        check_regression(customer.id, meter, reading)
+        if judge_meter:
+            check_regression(customer.id, meter, reading)
         meter_plan = MeterPlan(meter, reading, previous, pricing.usage_line(reading, previous, customer.meter_rate))
     delivery_plans = [_price_delivery(call, customer, d) for d in deliveries]
     service_plans = []

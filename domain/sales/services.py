@@ -276,8 +276,9 @@ def update_transaction(call: Call, cmd: TransactionUpdate) -> Outcome:
         else [ServiceInput(s.service_id, s.qty) for s in trx.services]
     )
     plan = planning.plan_sale(
-        call, cmd.customer or trx.customer_id, cmd.truck or trx.truck_id, reading, deliveries, services, lock=False
-    )
+        call, cmd.customer or trx.customer_id, cmd.truck or trx.truck_id, reading, deliveries, services,
+        lock=False, judge_meter="meter" in changed or "customer" in changed,
+    )  # fmt: skip
     # -- every check passed: from here on, only writes --
     session = call.session
     before = transaction_doc(session, trx)

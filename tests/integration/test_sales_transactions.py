@@ -411,8 +411,11 @@ def test_a_confirmed_sale_writes_one_audit_entry_per_record_and_feed_entries_for
     assert len([f for f in by_entity["site_stock"] if f.scope == 0]) == 2
     doc = orjson.loads(by_entity["transaction"][0].doc)
     assert doc == demo.read(lambda s: transaction_doc(s, s.get(Transaction, trx.id)))
-    assert doc["invoice"] == {"id": outcome.related["invoice"].id, "number": outcome.related["invoice"].number,
-                              "status": "generated"}  # fmt: skip
+    assert doc["invoice"] == {
+        "id": outcome.related["invoice"].id,
+        "number": outcome.related["invoice"].number,
+        "status": "generated",
+    }
 
 
 def test_an_admin_may_sell_and_owns_the_record(demo: Database) -> None:
@@ -498,8 +501,11 @@ def test_transaction_list_filters_and_ownership(
 ) -> None:
     post = client.post
     post("/api/v1/transactions/", json=sale_payload(customer=1, meter="1.00"), headers=driver_headers)
-    post("/api/v1/transactions/", json=sale_payload(customer=2, truck=2, meter="1.00", confirm=False),
-         headers=driver_headers)  # fmt: skip
+    post(
+        "/api/v1/transactions/",
+        json=sale_payload(customer=2, truck=2, meter="1.00", confirm=False),
+        headers=driver_headers,
+    )
     old = when(timedelta(days=-10))
     post("/api/v1/transactions/", json=sale_payload(customer=3, meter="1.00", occurred_at=old), headers=driver_headers)
     theirs = post("/api/v1/transactions/", json=sale_payload(customer=4, meter="1.00"), headers=other_driver_headers)
