@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from domain.wire import Command, Id, MoneyStr, Timestamp
 
@@ -27,18 +27,27 @@ class MarkPaid(Command):
 
 
 class InvoiceStep(Command):
-    """The sync ops `invoice.mark_printed` / `invoice.mark_emailed`: the invoice by its id (the reconciler
-    resolves a `transaction` reference to its invoice with `invoice_id_for_transaction`)."""
+    """The sync ops `invoice.mark_printed` / `invoice.mark_emailed`: the invoice by its id, or by its
+    transaction's (a tablet that printed offline never learned the invoice's id); exactly one of them.
+    `invoicing.services.invoice_id_of(session, cmd)` gives the invoice id either way."""
 
-    references: ClassVar[dict[str, str]] = {"invoice": "invoice"}
+    references: ClassVar[dict[str, str]] = {"invoice": "invoice", "transaction": "transaction"}
 
-    invoice: Id
+    invoice: Id | None = None
+    transaction: Id | None = None
     occurred_at: Timestamp | None = None
 
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> InvoiceStep:
+        if (self.invoice is None) == (self.transaction is None):
+            raise ValueError("give exactly one of 'invoice' or 'transaction'")
+        return self
 
-class InvoicePayment(MarkPaid):
-    """The sync op `invoice.mark_paid`."""
 
-    references: ClassVar[dict[str, str]] = {"invoice": "invoice"}
+class InvoicePayment(InvoiceStep):
+    """The sync op `invoice.mark_paid`: `invoice` or `transaction`, `amount`, `method`, optional
+    `reference`, `occurred_at`."""
 
-    invoice: Id
+    amount: MoneyStr
+    method: PaymentMethod
+    reference: Annotated[str, Field(min_length=1, max_length=100)] | None = None

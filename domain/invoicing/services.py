@@ -27,6 +27,7 @@ from domain.errors import NotFound, ValidationError
 from domain.feed.services import number_for, record_change
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import INVOICE_STATUSES, PAYMENT_METHODS, Invoice, InvoiceEvent, InvoiceLine, Payment
+from domain.invoicing.schemas import InvoiceStep
 from domain.money import money_str, to_money
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
@@ -92,6 +93,14 @@ def invoice_id_for_transaction(session: Session, transaction_id: int) -> int:
             {"entity": "transaction", "id": transaction_id},
         )
     return int(found)
+
+
+def invoice_id_of(session: Session, cmd: InvoiceStep) -> int:
+    """The invoice a sync `invoice.mark_*` change names, directly or through its transaction."""
+    if cmd.invoice is not None:
+        return cmd.invoice
+    assert cmd.transaction is not None, "validated by the schema"
+    return invoice_id_for_transaction(session, cmd.transaction)
 
 
 def _locked_invoice(call: Call, invoice_id: int) -> Invoice:

@@ -13,13 +13,15 @@ from sqlalchemy import select, update
 from domain.catalog.models import Customer, CustomerPrice, EquipmentModel, Service
 from domain.clock import parse_rfc3339
 from domain.db import Database
-from domain.errors import NotFound, ValidationError
+from domain.errors import NotFound, ReadOnlyField, ValidationError
 from domain.feed.models import FeedEntry
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import Invoice, InvoiceEvent
-from domain.invoicing.services import invoice_id_for_transaction, mark_emailed, mark_paid, mark_printed
+from domain.invoicing.schemas import InvoicePayment, InvoiceStep
+from domain.invoicing.services import invoice_id_for_transaction, invoice_id_of, mark_emailed, mark_paid, mark_printed
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
+from domain.wire import parse
 from tests.sales_support import ADMIN, DRIVER2, full, half, run, sale_payload, sell, when
 
 
@@ -270,3 +272,17 @@ def test_invoices_over_rest(
         assert method(path, headers=driver_headers).status_code == 404
     events = demo.read(lambda s: s.scalars(select(InvoiceEvent)).all())
     assert len(events) == 3
+
+
+def test_sync_invoice_commands_name_the_invoice_or_its_transaction(demo: Database) -> None:
+    trx, inv = sold(demo)
+    by_invoice = parse(InvoiceStep, {"invoice": inv, "occurred_at": when()})
+    by_transaction = parse(InvoicePayment, {"transaction": trx, "amount": "5.00", "method": "cheque"})
+    assert demo.read(lambda s: invoice_id_of(s, by_invoice)) == inv
+    assert demo.read(lambda s: invoice_id_of(s, by_transaction)) == inv
+    assert InvoicePayment.references == {"invoice": "invoice", "transaction": "transaction"}
+    for bad in ({}, {"invoice": inv, "transaction": trx}):
+        with pytest.raises(ValidationError):
+            parse(InvoiceStep, bad)
+    with pytest.raises(ReadOnlyField):
+        parse(InvoicePayment, {"invoice": inv, "amount": "5.00", "method": "cash", "status": "paid"})
