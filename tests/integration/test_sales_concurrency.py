@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -134,3 +135,48 @@ def confirmed_among(db: Database, drafts: list[int]) -> int:
             ).all()
         )
     )
+
+
+@pytest.mark.mysql_only
+@pytest.mark.slow
+def test_concurrent_readings_of_one_meter_chain_without_lost_updates(demo: Database) -> None:
+    """Readings are judged in the order the server applies them: each recorded one follows the previous."""
+    errors: list[BaseException] = []
+    tally: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(6):
+                value = f"{100 + i * 10 + n}.00"  # threads race with interleaved values
+                cmd = parse(MeterReadingCreate, {"customer": 2, "reading": value, "occurred_at": when()})
+                try:
+                    run(demo, lambda call, c=cmd: record_meter_reading(call, c), DRIVER1 if n % 2 else DRIVER2)
+                    result = "applied"
+                except DomainError as exc:
+                    result = exc.code
+                with lock:
+                    tally[result] += 1
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert set(tally) <= {"applied", "meter_regression"} and sum(tally.values()) == THREADS * 6
+    from domain.catalog.models import Meter
+    from domain.sales.models import MeterReading
+
+    readings = demo.read(
+        lambda s: s.scalars(select(MeterReading).where(MeterReading.customer_id == 2).order_by(MeterReading.id)).all()
+    )
+    assert len(readings) == tally["applied"]
+    assert readings[0].previous_reading is None
+    for before, after in pairwise(readings):
+        assert after.previous_reading == before.reading <= after.reading
+        assert after.usage == after.reading - before.reading
+    meter = demo.read(lambda s: s.scalars(select(Meter).where(Meter.customer_id == 2)).one())
+    assert meter.last_reading == readings[-1].reading

@@ -47,6 +47,14 @@ def sg_date(moment: str) -> str:
     return datetime.fromisoformat(moment).astimezone(ZoneInfo("Asia/Singapore")).date().isoformat()
 
 
+def demo_feed_doc(client: Any, entity: str, entity_id: int) -> Any:
+    db = client.app.state.lpg.db
+    row = db.read(
+        lambda s: s.scalars(select(FeedEntry).where(FeedEntry.entity == entity, FeedEntry.entity_id == entity_id)).one()
+    )
+    return orjson.loads(row.doc)
+
+
 def reading(db: Database, customer: int, value: str) -> Any:
     cmd = parse(MeterReadingCreate, {"customer": customer, "reading": value, "occurred_at": when()})
     return run(db, lambda call: record_meter_reading(call, cmd))
@@ -553,6 +561,8 @@ def test_meter_readings_over_rest(
         None,
     )
     assert client.get(f"/api/v1/meter-readings/{created['id']}/", headers=driver_headers).json() == created
+    feed = demo_feed_doc(client, "meter_reading", created["id"])
+    assert feed == created
     assert client.get(f"/api/v1/meter-readings/{created['id']}/", headers=other_driver_headers).status_code == 404
     r = client.post(
         "/api/v1/meter-readings/",
