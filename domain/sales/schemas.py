@@ -56,6 +56,7 @@ class TransactionCreate(Command):
     """A visit to one customer with one truck; `confirm: true` confirms in the same unit (tablets do)."""
 
     references: ClassVar[dict[str, str]] = {"customer": "customer", "truck": "truck"}
+    read_only: ClassVar[frozenset[str]] = frozenset({"id"})  # the server gives a new record its id
 
     customer: Id
     truck: Id
@@ -72,6 +73,7 @@ class TransactionPatch(Command):
     the client edited: an older one is still applied (last write wins) and reported as a conflict."""
 
     references: ClassVar[dict[str, str]] = {"customer": "customer", "truck": "truck"}
+    read_only: ClassVar[frozenset[str]] = frozenset({"id"})  # over REST the id is in the path
 
     base_version: Annotated[int, Field(ge=1)] | None = None
     customer: Id | None = None
@@ -90,6 +92,7 @@ class TransactionUpdate(TransactionPatch):
     """The sync op `transaction.update`: `id`, `base_version` and the changed fields (drafts only)."""
 
     references: ClassVar[dict[str, str]] = {"id": "transaction", "customer": "customer", "truck": "truck"}
+    read_only: ClassVar[frozenset[str]] = frozenset()
 
     id: Id
 
@@ -106,6 +109,7 @@ class MeterReadingCreate(Command):
     """A reading taken without a sale (sync op `meter_reading.create`, `POST /meter-readings/`)."""
 
     references: ClassVar[dict[str, str]] = {"customer": "customer"}
+    read_only: ClassVar[frozenset[str]] = frozenset({"id"})
 
     customer: Id
     reading: ReadingStr

@@ -73,3 +73,11 @@ def test_the_kg_rate_falls_back_to_the_cylinder_price_per_kg() -> None:
     assert pricing.kg_rate_for(Decimal("2.6"), Decimal("32.90"), Decimal("12.70")) == Decimal("2.6")
     assert pricing.kg_rate_for(None, Decimal("32.90"), Decimal("12.70")) == Decimal("2.5906")
     assert pricing.kg_rate_for(None, Decimal("32.90"), Decimal("0")) == Decimal("0")
+
+
+def test_the_id_of_a_new_record_is_the_servers() -> None:
+    with pytest.raises(ReadOnlyField):
+        parse(TransactionCreate, {**SYNC_EXAMPLE, "id": 7})
+    with pytest.raises(ReadOnlyField):
+        parse(MeterReadingCreate, {"customer": 1, "reading": "1.00", "occurred_at": "2026-11-24T02:10:00Z", "id": 7})
+    assert parse(TransactionUpdate, {"id": 7, "base_version": 1}).id == 7
