@@ -29,6 +29,8 @@ from domain.sales import pricing
 from domain.sales.pricing import PricedLine, Totals
 from domain.service import Call, warning
 
+MAX_AMOUNT = Decimal("9999999999.99")  # what a money column holds
+
 
 class DeliveryInput(NamedTuple):
     equipment: int | str
@@ -142,6 +144,9 @@ def plan_sale(
         service_plans.append(ServicePlan(item, s.qty, pricing.service_line(item.code, item.name, s.qty, fee)))
     plan = Plan(customer, truck, meter_plan, delivery_plans, service_plans, pricing.totals([], Decimal("0")))
     plan.sums = pricing.totals([line.amount for line in plan.lines], call.settings.gst_rate)
+    for amount in (*(line.amount for line in plan.lines), plan.sums.subtotal, plan.sums.total):
+        if abs(amount) > MAX_AMOUNT:
+            raise ValidationError(f"an amount of this transaction exceeds {MAX_AMOUNT}", "deliveries")
     return plan
 
 
@@ -154,6 +159,12 @@ def _price_delivery(call: Call, customer: Customer, d: DeliveryInput) -> Deliver
         line = pricing.empty_return_line(item.code, item.name, d.qty)
     else:
         assert d.remaining_kg is not None, "validated by the schema"
+        if d.remaining_kg > item.capacity_kg * d.qty:
+            raise ValidationError(
+                f"{d.remaining_kg} kg cannot remain in {d.qty} x {item.code} ({item.capacity_kg} kg each)",
+                "remaining_kg",
+                {"equipment": item.code, "qty": d.qty, "capacity_kg": decimal_str(item.capacity_kg)},
+            )
         rate = pricing.kg_rate_for(
             customer.kg_rate, lookups.equipment_price(session, customer.id, item), item.capacity_kg
         )

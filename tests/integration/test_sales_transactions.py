@@ -582,3 +582,16 @@ def test_meter_readings_over_rest(
     assert client.get("/api/v1/meter-readings/", headers=driver_headers).json()["count"] == 1
     assert client.get("/api/v1/meter-readings/", headers=other_driver_headers).json()["count"] == 0
     assert client.get("/api/v1/meter-readings/", params={"customer": 4}, headers=admin_headers).json()["count"] == 0
+
+
+def test_more_gas_than_the_cylinders_hold_and_amounts_beyond_the_columns_are_refused(demo: Database) -> None:
+    with pytest.raises(ValidationError) as caught:
+        sell(demo, deliveries=[half("CYL9", 2, "18.01")])
+    assert caught.value.details["field"] == "remaining_kg"
+    assert sell(demo, deliveries=[half("CYL9", 2, "18.00")]).record.deliveries[0].amount == Decimal("-46.80")
+    sell(demo, meter="0.00")
+    with pytest.raises(ValidationError):
+        sell(demo, meter="999999999999.99")
+    demo.run(lambda uow: uow.session.execute(update(Service).where(Service.id == 2).values(price=Decimal("20000.00"))))
+    with pytest.raises(ValidationError):
+        sell(demo, services=[{"code": "DEPOSIT", "qty": 1_000_000}])  # 20,000,000,000.00

@@ -37,6 +37,7 @@ prices = st.decimals(min_value=Decimal("0"), max_value=Decimal("9999.99"), place
 rates = st.decimals(min_value=Decimal("0"), max_value=Decimal("99.9999"), places=4)
 kgs = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("50.00"), places=2)
 qtys = st.integers(min_value=1, max_value=500)
+gas_left = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("9.00"), places=2)  # fits any one cylinder
 
 
 @st.composite
@@ -84,7 +85,7 @@ deliveries = st.lists(
             lambda c, q, kg: {"equipment": c, "kind": "half_return", "qty": q, "remaining_kg": str(kg)},
             st.sampled_from(list(CODES.values())),
             st.integers(1, 3),
-            kgs,
+            gas_left,
         ),
     ),
     max_size=5,
