@@ -31,6 +31,7 @@ from domain.invoicing.schemas import InvoiceStep
 from domain.money import money_str, to_money
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
+from domain.sales.planning import MAX_AMOUNT
 from domain.sales.pricing import PricedLine, Totals
 from domain.sales.timing import check_occurred_at
 from domain.service import Call, Outcome, warning
@@ -192,6 +193,8 @@ def mark_paid(
         raise ValidationError("'amount' must be a decimal amount", "amount")
     if amount <= 0 or to_money(amount) != amount:
         raise ValidationError("'amount' must be positive with at most 2 decimal places", "amount")
+    if amount > MAX_AMOUNT:
+        raise ValidationError(f"'amount' may not exceed {MAX_AMOUNT}", "amount")
     if method not in PAYMENT_METHODS:
         raise ValidationError(f"'method' must be one of {', '.join(PAYMENT_METHODS)}", "method")
     if reference is not None and len(reference) > 100:
@@ -199,6 +202,8 @@ def mark_paid(
     if occurred_at is not None:
         check_occurred_at(call, occurred_at)
     invoice = _locked_invoice(call, invoice_id)
+    if invoice.amount_paid + amount > MAX_AMOUNT:
+        raise ValidationError(f"the payments of an invoice may not exceed {MAX_AMOUNT}", "amount")
     # -- nothing above this line writes --
     session = call.session
     before = invoice_doc(session, invoice)

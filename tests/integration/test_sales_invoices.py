@@ -117,6 +117,7 @@ def test_an_over_payment_is_recorded_with_an_overpaid_warning_and_the_credit(dem
         (Decimal("1.005"), "cash"),
         (Decimal("5.00"), "bitcoin"),
         (5.0, "cash"),
+        (Decimal("10000000000.00"), "cash"),
     ],
 )
 def test_a_payment_needs_a_positive_amount_and_a_known_method(demo: Database, amount: Any, method: str) -> None:
