@@ -180,3 +180,34 @@ def test_concurrent_readings_of_one_meter_chain_without_lost_updates(demo: Datab
         assert after.usage == after.reading - before.reading
     meter = demo.read(lambda s: s.scalars(select(Meter).where(Meter.customer_id == 2)).one())
     assert meter.last_reading == readings[-1].reading
+
+
+def test_concurrent_sales_never_oversell_on_either_engine(demo: Database) -> None:
+    """The same guarantee, smaller, on SQLite too (BEGIN IMMEDIATE serialises writers there)."""
+    demo.run(
+        lambda uow: uow.session.execute(
+            update(TruckStock).where(TruckStock.truck_id == 2, TruckStock.equipment_id == 4).values(full=12)
+        )
+    )
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for _ in range(5):
+            try:
+                sell(demo, DRIVER1, customer=1 + n, truck=2, deliveries=[full("CYL50", 1)])
+                result = "applied"
+            except DomainError as exc:
+                result = exc.code
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert Counter(results) == {"applied": 12, "insufficient_stock": 8}
+    assert truck_stock(demo, 2)["CYL50"] == (0, 0)
+    numbers = demo.read(lambda s: sorted(s.scalars(select(Invoice.number)).all()))
+    assert [int(n[-6:]) for n in numbers] == list(range(1, 13))
