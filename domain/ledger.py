@@ -126,6 +126,23 @@ def audit_hash(
     return hashlib.sha256(canonical).hexdigest()
 
 
+def settle_audits(session: Session) -> None:
+    """Freeze the audit contexts recorded so far, built from the records' state now (after a flush).
+
+    A context given as a callable is otherwise built at commit, from the records' *final* state in the
+    transaction: right for one change per transaction, wrong when one transaction changes a record twice
+    (a sync batch), where the first entry would show the second change's result as its `after`. Whoever
+    applies several changes in one transaction calls this after each change.
+    """
+    ledger = session.info.get(LEDGER_KEY)
+    if ledger is None or not any(callable(a.context) for a in ledger.audits):
+        return
+    session.flush()
+    for pending in ledger.audits:
+        if callable(pending.context):
+            pending.context = pending.context()
+
+
 def write_ledger(session: Session) -> None:
     """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
     ledger = session.info.get(LEDGER_KEY)
@@ -241,4 +258,13 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         yield rows[start : start + CHUNK]
 
 
-__all__ = ["GENESIS_HASH", "PUBLIC_SCOPE", "Ledger", "audit_hash", "dumps", "ledger_of", "write_ledger"]
+__all__ = [
+    "GENESIS_HASH",
+    "PUBLIC_SCOPE",
+    "Ledger",
+    "audit_hash",
+    "dumps",
+    "ledger_of",
+    "settle_audits",
+    "write_ledger",
+]
