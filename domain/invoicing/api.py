@@ -6,8 +6,9 @@ A driver sees and marks only their own invoices (another driver's is 404); an ad
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -20,21 +21,40 @@ from domain.invoicing.models import Invoice
 from domain.invoicing.schemas import MarkPaid, MarkStep
 from domain.sales.timing import day_bounds
 from domain.service import Call, Outcome
+from domain.wire import MAX_ID
+
+# A filter naming a record by id: within BIGINT (a larger one names nothing and would overflow the driver).
+FilterId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Page(PageQuery):
+    """`PageQuery` with a bounded `page` (an offset beyond the database's integers is no page at all)."""
+
+    page: int = Field(1, ge=1, le=1_000_000_000)
+
 
 router = Router("invoicing")
 MARK_ERRORS = ("validation_error", "read_only_field", "not_found")
 
 
-class InvoiceQuery(PageQuery):
+class InvoiceQuery(Page):
     """Filters of `GET /invoices/`; dates are business-day dates (Asia/Singapore) of `issued_at`;
     `unpaid=true` lists those not yet paid, `unpaid=false` the paid ones."""
 
-    customer: int | None = None
-    driver: int | None = None
+    customer: FilterId | None = None
+    driver: FilterId | None = None
     status: Literal["generated", "printed", "emailed", "paid"] | None = None
     date_from: date | None = None
     date_to: date | None = None
     unpaid: bool | None = None
+
+
+def path_id(ctx: Ctx) -> int:
+    """The `{id:int}` of the path; beyond BIGINT it names no record."""
+    value = int(ctx.path["id"])
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"no record {value}")
+    return value
 
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
@@ -71,9 +91,9 @@ def get_invoice(ctx: Ctx) -> dict[str, Any]:
     """One invoice: lines, subtotal, GST, total, payments and life-cycle events."""
 
     def read(session: Session) -> dict[str, Any]:
-        invoice = session.get(Invoice, ctx.path["id"])
+        invoice = session.get(Invoice, path_id(ctx))
         if invoice is None:
-            raise NotFound(f"invoice {ctx.path['id']} not found", {"entity": "invoice", "id": ctx.path["id"]})
+            raise NotFound(f"invoice {ctx.path['id']} not found", {"entity": "invoice", "id": path_id(ctx)})
         ensure_visible(ctx.actor, invoice.driver_id, "invoice", invoice.id)
         return invoice_doc(session, invoice)
 
@@ -89,7 +109,7 @@ def _occurred_at(ctx: Ctx) -> Any:
 )
 def mark_printed(ctx: Ctx) -> dict[str, Any]:
     """The invoice was printed (again); the status never moves backwards."""
-    return ctx.run(lambda call: _answer(call, services.mark_printed(call, ctx.path["id"], _occurred_at(ctx))))
+    return ctx.run(lambda call: _answer(call, services.mark_printed(call, path_id(ctx), _occurred_at(ctx))))
 
 
 @router.post(
@@ -97,7 +117,7 @@ def mark_printed(ctx: Ctx) -> dict[str, Any]:
 )
 def mark_emailed(ctx: Ctx) -> dict[str, Any]:
     """The invoice was e-mailed (again); a paid invoice stays paid."""
-    return ctx.run(lambda call: _answer(call, services.mark_emailed(call, ctx.path["id"], _occurred_at(ctx))))
+    return ctx.run(lambda call: _answer(call, services.mark_emailed(call, path_id(ctx), _occurred_at(ctx))))
 
 
 @router.post("/api/v1/invoices/{id:int}/mark-paid/", body=MarkPaid, auth=USER, errors=MARK_ERRORS)
@@ -106,6 +126,6 @@ def mark_paid(ctx: Ctx) -> dict[str, Any]:
     body: MarkPaid = ctx.body
     return ctx.run(
         lambda call: _answer(
-            call, services.mark_paid(call, ctx.path["id"], body.amount, body.method, body.reference, body.occurred_at)
+            call, services.mark_paid(call, path_id(ctx), body.amount, body.method, body.reference, body.occurred_at)
         )
     )

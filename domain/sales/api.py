@@ -7,13 +7,15 @@ admin sees and changes all. The detail representation is exactly the change feed
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.policy import ensure_visible, owner_filter
 from domain.api import USER, Ctx, PageQuery, Router, paginate
+from domain.errors import NotFound
 from domain.sales import services
 from domain.sales.docs import meter_reading_doc, transaction_doc
 from domain.sales.models import MeterReading, Transaction
@@ -21,7 +23,17 @@ from domain.sales.planning import not_found
 from domain.sales.schemas import MeterReadingCreate, TransactionCreate, TransactionPatch, TransactionUpdate
 from domain.sales.timing import day_bounds
 from domain.service import Call, Outcome
-from domain.wire import parse
+from domain.wire import MAX_ID, parse
+
+# A filter naming a record by id: within BIGINT (a larger one names nothing and would overflow the driver).
+FilterId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Page(PageQuery):
+    """`PageQuery` with a bounded `page` (an offset beyond the database's integers is no page at all)."""
+
+    page: int = Field(1, ge=1, le=1_000_000_000)
+
 
 router = Router("sales")
 
@@ -35,24 +47,32 @@ TRANSACTION_ERRORS = (
 )
 
 
-class TransactionQuery(PageQuery):
+class TransactionQuery(Page):
     """Filters of `GET /transactions/`; dates are business-day dates (Asia/Singapore) of `occurred_at`."""
 
-    customer: int | None = None
-    driver: int | None = None
-    truck: int | None = None
+    customer: FilterId | None = None
+    driver: FilterId | None = None
+    truck: FilterId | None = None
     status: Literal["draft", "confirmed", "cancelled"] | None = None
     date_from: date | None = None
     date_to: date | None = None
 
 
-class MeterReadingQuery(PageQuery):
+class MeterReadingQuery(Page):
     """Filters of `GET /meter-readings/`; dates are business-day dates of `occurred_at`."""
 
-    customer: int | None = None
-    driver: int | None = None
+    customer: FilterId | None = None
+    driver: FilterId | None = None
     date_from: date | None = None
     date_to: date | None = None
+
+
+def path_id(ctx: Ctx) -> int:
+    """The `{id:int}` of the path; beyond BIGINT it names no record."""
+    value = int(ctx.path["id"])
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"no record {value}")
+    return value
 
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
@@ -97,9 +117,9 @@ def create_transaction(ctx: Ctx) -> dict[str, Any]:
 
 
 def _visible_transaction(ctx: Ctx, session: Session) -> Transaction:
-    trx = session.get(Transaction, ctx.path["id"])
+    trx = session.get(Transaction, path_id(ctx))
     if trx is None:
-        raise not_found("transaction", ctx.path["id"])
+        raise not_found("transaction", path_id(ctx))
     ensure_visible(ctx.actor, trx.driver_id, "transaction", trx.id)
     return trx
 
@@ -113,14 +133,14 @@ def get_transaction(ctx: Ctx) -> dict[str, Any]:
 @router.patch("/api/v1/transactions/{id:int}/", body=TransactionPatch, auth=USER, errors=TRANSACTION_ERRORS)
 def update_transaction(ctx: Ctx) -> dict[str, Any]:
     """Change a draft's fields (lists replace whole); confirmed and cancelled ones are `invalid_state`."""
-    cmd = parse(TransactionUpdate, {**ctx.payload, "id": ctx.path["id"]})  # the body was validated as a patch
+    cmd = parse(TransactionUpdate, {**(ctx.payload or {}), "id": path_id(ctx)})  # the body was validated as a patch
     return ctx.run(lambda call: _answer(call, services.update_transaction(call, cmd)))
 
 
 @router.post("/api/v1/transactions/{id:int}/confirm/", auth=USER, body_optional=True, errors=TRANSACTION_ERRORS)
 def confirm_transaction(ctx: Ctx) -> dict[str, Any]:
     """Confirm a draft: stock moves, the meter reading is recorded, the invoice is issued."""
-    return ctx.run(lambda call: _answer(call, services.confirm_transaction(call, ctx.path["id"])))
+    return ctx.run(lambda call: _answer(call, services.confirm_transaction(call, path_id(ctx))))
 
 
 @router.post(
@@ -128,7 +148,7 @@ def confirm_transaction(ctx: Ctx) -> dict[str, Any]:
 )
 def cancel_transaction(ctx: Ctx) -> dict[str, Any]:
     """Cancel a draft (a confirmed transaction stays: `invalid_state`)."""
-    return ctx.run(lambda call: _answer(call, services.cancel_transaction(call, ctx.path["id"])))
+    return ctx.run(lambda call: _answer(call, services.cancel_transaction(call, path_id(ctx))))
 
 
 @router.get("/api/v1/meter-readings/", query=MeterReadingQuery, auth=USER, errors=("validation_error",))
@@ -175,9 +195,9 @@ def get_meter_reading(ctx: Ctx) -> dict[str, Any]:
     """One meter reading."""
 
     def read(session: Session) -> dict[str, Any]:
-        reading = session.get(MeterReading, ctx.path["id"])
+        reading = session.get(MeterReading, path_id(ctx))
         if reading is None:
-            raise not_found("meter_reading", ctx.path["id"])
+            raise not_found("meter_reading", path_id(ctx))
         ensure_visible(ctx.actor, reading.driver_id, "meter_reading", reading.id)
         return meter_reading_doc(reading)
 

@@ -75,7 +75,7 @@ class TransactionPatch(Command):
     references: ClassVar[dict[str, str]] = {"customer": "customer", "truck": "truck"}
     read_only: ClassVar[frozenset[str]] = frozenset({"id"})  # over REST the id is in the path
 
-    base_version: Annotated[int, Field(ge=1)] | None = None
+    base_version: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     customer: Id | None = None
     truck: Id | None = None
     occurred_at: Timestamp | None = None

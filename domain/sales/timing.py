@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from domain.clock import zone
 from domain.errors import ValidationError
@@ -24,8 +24,16 @@ def check_occurred_at(call: Call, occurred_at: datetime, field: str = "occurred_
 
 
 def day_bounds(day_from: date | None, day_to: date | None, tz_name: str) -> tuple[datetime | None, datetime | None]:
-    """Business-day dates (inclusive) as a half-open UTC range [start, end)."""
+    """Business-day dates (inclusive) as a half-open UTC range [start, end); a bound at the edge of the
+    calendar (year 1 or 9999) is no bound at all."""
     tz = zone(tz_name)
-    start = datetime.combine(day_from, time.min, tz) if day_from is not None else None
-    end = datetime.combine(day_to + timedelta(days=1), time.min, tz) if day_to is not None else None
-    return start, end
+
+    def utc_midnight(day: date | None, shift: int) -> datetime | None:
+        if day is None:
+            return None
+        try:
+            return datetime.combine(day + timedelta(days=shift), time.min, tz).astimezone(UTC)
+        except OverflowError:
+            return None
+
+    return utc_midnight(day_from, 0), utc_midnight(day_to, 1)

@@ -287,3 +287,21 @@ def test_sync_invoice_commands_name_the_invoice_or_its_transaction(demo: Databas
             parse(InvoiceStep, bad)
     with pytest.raises(ReadOnlyField):
         parse(InvoicePayment, {"invoice": inv, "amount": "5.00", "method": "cash", "status": "paid"})
+
+
+def test_edges_of_ids_and_dates_are_answered_not_failed(client: Any, driver_headers: dict) -> None:
+    huge = 2**64
+    for path in (f"/api/v1/transactions/{huge}/", f"/api/v1/invoices/{huge}/", f"/api/v1/meter-readings/{huge}/"):
+        assert client.get(path, headers=driver_headers).status_code == 404
+    assert client.post(f"/api/v1/invoices/{huge}/mark-printed/", headers=driver_headers).status_code == 404
+    for params in ({"customer": huge}, {"driver": 0}):
+        assert client.get("/api/v1/invoices/", params=params, headers=driver_headers).status_code == 400
+    for params in ({"date_from": "0001-01-01"}, {"date_to": "9999-12-31"}):
+        assert client.get("/api/v1/transactions/", params=params, headers=driver_headers).status_code == 200
+        assert client.get("/api/v1/invoices/", params=params, headers=driver_headers).status_code == 200
+    r = client.post("/api/v1/transactions/", json=sale_payload(deliveries=[full(2**63, 1)]), headers=driver_headers)
+    assert r.json()["error"]["code"] == "validation_error"
+    r = client.patch(
+        "/api/v1/transactions/1/", content=b"null", headers={**driver_headers, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 404
