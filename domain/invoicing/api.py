@@ -18,7 +18,7 @@ from domain.errors import NotFound
 from domain.invoicing import services
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import Invoice
-from domain.invoicing.schemas import MarkPaid, MarkStep
+from domain.invoicing.schemas import InvoiceOut, InvoiceResult, MarkPaid, MarkStep
 from domain.sales.timing import day_bounds
 from domain.service import Call, Outcome
 from domain.wire import MAX_ID
@@ -64,7 +64,7 @@ def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/v1/invoices/", query=InvoiceQuery, auth=USER, errors=("validation_error",))
+@router.get("/api/v1/invoices/", query=InvoiceQuery, response=InvoiceOut, auth=USER, errors=("validation_error",))
 def list_invoices(ctx: Ctx) -> dict[str, Any]:
     """Invoices, newest first; a driver sees only their own."""
     q: InvoiceQuery = ctx.query
@@ -86,7 +86,7 @@ def list_invoices(ctx: Ctx) -> dict[str, Any]:
     return ctx.read(lambda s: paginate(ctx, s, stmt, lambda inv: invoice_doc(s, inv), q))
 
 
-@router.get("/api/v1/invoices/{id:int}/", auth=USER, errors=("not_found",))
+@router.get("/api/v1/invoices/{id:int}/", response=InvoiceOut, auth=USER, errors=("not_found",))
 def get_invoice(ctx: Ctx) -> dict[str, Any]:
     """One invoice: lines, subtotal, GST, total, payments and life-cycle events."""
 
@@ -105,7 +105,12 @@ def _occurred_at(ctx: Ctx) -> Any:
 
 
 @router.post(
-    "/api/v1/invoices/{id:int}/mark-printed/", body=MarkStep, body_optional=True, auth=USER, errors=MARK_ERRORS
+    "/api/v1/invoices/{id:int}/mark-printed/",
+    body=MarkStep,
+    body_optional=True,
+    response=InvoiceResult,
+    auth=USER,
+    errors=MARK_ERRORS,
 )
 def mark_printed(ctx: Ctx) -> dict[str, Any]:
     """The invoice was printed (again); the status never moves backwards."""
@@ -113,14 +118,21 @@ def mark_printed(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.post(
-    "/api/v1/invoices/{id:int}/mark-emailed/", body=MarkStep, body_optional=True, auth=USER, errors=MARK_ERRORS
+    "/api/v1/invoices/{id:int}/mark-emailed/",
+    body=MarkStep,
+    body_optional=True,
+    response=InvoiceResult,
+    auth=USER,
+    errors=MARK_ERRORS,
 )
 def mark_emailed(ctx: Ctx) -> dict[str, Any]:
     """The invoice was e-mailed (again); a paid invoice stays paid."""
     return ctx.run(lambda call: _answer(call, services.mark_emailed(call, path_id(ctx), _occurred_at(ctx))))
 
 
-@router.post("/api/v1/invoices/{id:int}/mark-paid/", body=MarkPaid, auth=USER, errors=MARK_ERRORS)
+@router.post(
+    "/api/v1/invoices/{id:int}/mark-paid/", body=MarkPaid, response=InvoiceResult, auth=USER, errors=MARK_ERRORS
+)
 def mark_paid(ctx: Ctx) -> dict[str, Any]:
     """Record a payment; paid once the payments reach the total (over-payment: warning `overpaid`)."""
     body: MarkPaid = ctx.body

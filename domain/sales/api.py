@@ -20,7 +20,15 @@ from domain.sales import services
 from domain.sales.docs import meter_reading_doc, transaction_doc
 from domain.sales.models import MeterReading, Transaction
 from domain.sales.planning import not_found
-from domain.sales.schemas import MeterReadingCreate, TransactionCreate, TransactionPatch, TransactionUpdate
+from domain.sales.schemas import (
+    MeterReadingCreate,
+    MeterReadingOut,
+    TransactionCreate,
+    TransactionOut,
+    TransactionPatch,
+    TransactionResult,
+    TransactionUpdate,
+)
 from domain.sales.timing import day_bounds
 from domain.service import Call, Outcome
 from domain.wire import MAX_ID, parse
@@ -85,7 +93,9 @@ def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/v1/transactions/", query=TransactionQuery, auth=USER, errors=("validation_error",))
+@router.get(
+    "/api/v1/transactions/", query=TransactionQuery, response=TransactionOut, auth=USER, errors=("validation_error",)
+)
 def list_transactions(ctx: Ctx) -> dict[str, Any]:
     """Transactions, newest visit first; a driver sees only their own."""
     q: TransactionQuery = ctx.query
@@ -110,7 +120,14 @@ def list_transactions(ctx: Ctx) -> dict[str, Any]:
     return ctx.read(lambda s: paginate(ctx, s, stmt, lambda t: transaction_doc(s, t), q))
 
 
-@router.post("/api/v1/transactions/", body=TransactionCreate, auth=USER, status=201, errors=TRANSACTION_ERRORS)
+@router.post(
+    "/api/v1/transactions/",
+    body=TransactionCreate,
+    response=TransactionResult,
+    auth=USER,
+    status=201,
+    errors=TRANSACTION_ERRORS,
+)
 def create_transaction(ctx: Ctx) -> dict[str, Any]:
     """Record a visit as a draft, or confirmed at once (`confirm: true`) with its invoice."""
     return ctx.run(lambda call: _answer(call, services.create_transaction(call, ctx.body)))
@@ -124,34 +141,56 @@ def _visible_transaction(ctx: Ctx, session: Session) -> Transaction:
     return trx
 
 
-@router.get("/api/v1/transactions/{id:int}/", auth=USER, errors=("not_found",))
+@router.get("/api/v1/transactions/{id:int}/", response=TransactionOut, auth=USER, errors=("not_found",))
 def get_transaction(ctx: Ctx) -> dict[str, Any]:
     """One transaction with its lines, amounts and (once confirmed) its invoice."""
     return ctx.read(lambda s: transaction_doc(s, _visible_transaction(ctx, s)))
 
 
-@router.patch("/api/v1/transactions/{id:int}/", body=TransactionPatch, auth=USER, errors=TRANSACTION_ERRORS)
+@router.patch(
+    "/api/v1/transactions/{id:int}/",
+    response=TransactionResult,
+    body=TransactionPatch,
+    auth=USER,
+    errors=TRANSACTION_ERRORS,
+)
 def update_transaction(ctx: Ctx) -> dict[str, Any]:
     """Change a draft's fields (lists replace whole); confirmed and cancelled ones are `invalid_state`."""
     cmd = parse(TransactionUpdate, {**(ctx.payload or {}), "id": path_id(ctx)})  # the body was validated as a patch
     return ctx.run(lambda call: _answer(call, services.update_transaction(call, cmd)))
 
 
-@router.post("/api/v1/transactions/{id:int}/confirm/", auth=USER, body_optional=True, errors=TRANSACTION_ERRORS)
+@router.post(
+    "/api/v1/transactions/{id:int}/confirm/",
+    response=TransactionResult,
+    auth=USER,
+    body_optional=True,
+    errors=TRANSACTION_ERRORS,
+)
 def confirm_transaction(ctx: Ctx) -> dict[str, Any]:
     """Confirm a draft: stock moves, the meter reading is recorded, the invoice is issued."""
     return ctx.run(lambda call: _answer(call, services.confirm_transaction(call, path_id(ctx))))
 
 
 @router.post(
-    "/api/v1/transactions/{id:int}/cancel/", auth=USER, body_optional=True, errors=("not_found", "invalid_state")
+    "/api/v1/transactions/{id:int}/cancel/",
+    response=TransactionResult,
+    auth=USER,
+    body_optional=True,
+    errors=("not_found", "invalid_state"),
 )
 def cancel_transaction(ctx: Ctx) -> dict[str, Any]:
     """Cancel a draft (a confirmed transaction stays: `invalid_state`)."""
     return ctx.run(lambda call: _answer(call, services.cancel_transaction(call, path_id(ctx))))
 
 
-@router.get("/api/v1/meter-readings/", query=MeterReadingQuery, auth=USER, errors=("validation_error",))
+@router.get(
+    "/api/v1/meter-readings/",
+    query=MeterReadingQuery,
+    response=MeterReadingOut,
+    auth=USER,
+    errors=("validation_error",),
+)
 def list_meter_readings(ctx: Ctx) -> dict[str, Any]:
     """Meter readings, newest first; a driver sees only their own."""
     q: MeterReadingQuery = ctx.query
@@ -175,6 +214,7 @@ def list_meter_readings(ctx: Ctx) -> dict[str, Any]:
 @router.post(
     "/api/v1/meter-readings/",
     body=MeterReadingCreate,
+    response=MeterReadingOut,
     auth=USER,
     status=201,
     errors=("validation_error", "read_only_field", "not_found", "invalid_state", "meter_regression"),
@@ -190,7 +230,7 @@ def create_meter_reading(ctx: Ctx) -> dict[str, Any]:
     return ctx.run(work)
 
 
-@router.get("/api/v1/meter-readings/{id:int}/", auth=USER, errors=("not_found",))
+@router.get("/api/v1/meter-readings/{id:int}/", response=MeterReadingOut, auth=USER, errors=("not_found",))
 def get_meter_reading(ctx: Ctx) -> dict[str, Any]:
     """One meter reading."""
 

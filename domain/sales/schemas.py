@@ -7,9 +7,9 @@ permanent ids before parsing, guided by each command's `references` (field -> en
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.wire import CodeOrId, Command, Id, KgStr, Qty, ReadingStr, Timestamp
 
@@ -114,3 +114,102 @@ class MeterReadingCreate(Command):
     customer: Id
     reading: ReadingStr
     occurred_at: Timestamp
+
+
+# -- what the API answers (REST detail == change-feed doc; `docs.py` builds them) ----------------------
+
+Money = Annotated[str, Field(pattern=r"^-?\d+\.\d{2}$", examples=["25.50"])]
+Decimal4 = Annotated[str, Field(pattern=r"^-?\d+\.\d{2,4}$", examples=["3.2000"])]
+Time = Annotated[str, Field(description="RFC 3339, UTC, microseconds", examples=["2026-11-24T03:15:30.123456Z"])]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarningOut(Out):
+    code: str = Field(examples=["negative_site_inventory"])
+    message: str
+    details: dict[str, Any]
+
+
+class MeterOut(Out):
+    reading: Decimal4
+    usage: Decimal4 | None = Field(description="since the meter's last recorded reading (first reading: 0)")
+    amount: Money | None = Field(description="usage x the customer's meter rate")
+
+
+class DeliveryOut(Out):
+    equipment: str = Field(examples=["CYL12.7"])
+    kind: DeliveryKind
+    qty: int
+    remaining_kg: Decimal4 | None
+    unit_price: Decimal4 | None = Field(description="per cylinder; per kg (negative: a credit) for half_return")
+    amount: Money | None
+
+
+class ServiceLineOut(Out):
+    code: str = Field(examples=["INSTALL"])
+    qty: int
+    unit_price: Money | None
+    amount: Money | None
+
+
+class InvoiceRef(Out):
+    id: int
+    number: str = Field(examples=["INV-2026-000001"])
+    status: Literal["generated", "printed", "emailed", "paid"]
+
+
+class TransactionOut(Out):
+    """A transaction: amounts of a draft are a preview; a confirmed one names its invoice."""
+
+    id: int
+    version: int
+    last_modified: Time
+    number: str | None = Field(examples=["TRX-2026-000001"])
+    status: Literal["draft", "confirmed", "cancelled"]
+    customer: int
+    truck: int
+    driver: int
+    occurred_at: Time
+    created_at: Time
+    confirmed_at: Time | None
+    cancelled_at: Time | None
+    meter: MeterOut | None
+    deliveries: list[DeliveryOut]
+    services: list[ServiceLineOut]
+    subtotal: Money | None
+    gst: Money | None
+    total: Money | None
+    invoice: InvoiceRef | None
+    device_id: str | None
+
+
+class ConflictOut(Out):
+    base_version: int
+    overwritten_version: int
+    policy: Literal["last_write_wins"]
+
+
+class TransactionResult(TransactionOut):
+    """The answer to a create, update, confirm or cancel: the transaction, its warnings and any conflict."""
+
+    warnings: list[WarningOut]
+    conflict: ConflictOut | None = None
+
+
+class MeterReadingOut(Out):
+    id: int
+    version: int
+    last_modified: Time
+    customer: int
+    meter: int
+    reading: Decimal4
+    previous_reading: Decimal4 | None
+    usage: Decimal4
+    occurred_at: Time
+    recorded_at: Time
+    driver: int
+    transaction: int | None = Field(description="null for a reading taken without a sale")
+    device_id: str | None
