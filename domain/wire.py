@@ -61,8 +61,20 @@ def _strict_int(value: Any) -> int:
 
 
 MAX_ID = 2**63 - 1  # BIGINT: a larger id names no record (and would overflow the database driver)
-Qty = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=1_000_000)]
-Id = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=2**63 - 1)]
+# The bounds are also spelled out as JSON Schema: behind a BeforeValidator, pydantic would document them as
+# the non-standard keys `gt` / `le`, which clients and schemathesis ignore.
+Qty = Annotated[
+    int,
+    BeforeValidator(_strict_int),
+    Field(gt=0, le=1_000_000),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 1_000_000}),
+]
+Id = Annotated[
+    int,
+    BeforeValidator(_strict_int),
+    Field(gt=0, le=MAX_ID),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 # A record named by its permanent id, or (in sync pushes) by a client_temp_id of the same device.
 Ref = Annotated[
     int | str,

@@ -81,3 +81,8 @@ def test_the_id_of_a_new_record_is_the_servers() -> None:
     with pytest.raises(ReadOnlyField):
         parse(MeterReadingCreate, {"customer": 1, "reading": "1.00", "occurred_at": "2026-11-24T02:10:00Z", "id": 7})
     assert parse(TransactionUpdate, {"id": 7, "base_version": 1}).id == 7
+
+
+def test_a_time_at_the_edge_of_the_calendar_is_a_validation_error_not_a_crash() -> None:
+    with pytest.raises(ValidationError):
+        parse(MeterReadingCreate, {"customer": 1, "reading": "0", "occurred_at": "0001-01-01T00:00:00+01:01"})
