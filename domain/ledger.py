@@ -72,6 +72,7 @@ class Ledger:
 
     changes: list[PendingChange] = field(default_factory=list)
     audits: list[PendingAudit] = field(default_factory=list)
+    settled: int = 0  # audits before this index have their contexts frozen (see settle_audits)
 
     def mark(self) -> tuple[int, int]:
         return len(self.changes), len(self.audits)
@@ -80,10 +81,12 @@ class Ledger:
         """Forget what a rolled-back savepoint recorded."""
         del self.changes[mark[0] :]
         del self.audits[mark[1] :]
+        self.settled = min(self.settled, len(self.audits))
 
     def clear(self) -> None:
         self.changes.clear()
         self.audits.clear()
+        self.settled = 0
 
 
 def ledger_of(session: Session) -> Ledger:
@@ -135,10 +138,14 @@ def settle_audits(session: Session) -> None:
     applies several changes in one transaction calls this after each change.
     """
     ledger = session.info.get(LEDGER_KEY)
-    if ledger is None or not any(callable(a.context) for a in ledger.audits):
+    if ledger is None:
+        return
+    unsettled = ledger.audits[ledger.settled :]
+    ledger.settled = len(ledger.audits)
+    if not any(callable(a.context) for a in unsettled):
         return
     session.flush()
-    for pending in ledger.audits:
+    for pending in unsettled:
         if callable(pending.context):
             pending.context = pending.context()
 
