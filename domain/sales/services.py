@@ -24,7 +24,8 @@ from sqlalchemy import select
 from domain.accounts.policy import ensure_visible
 from domain.audit.services import audit
 from domain.catalog import lookups
-from domain.catalog.models import Meter
+from domain.catalog.models import Customer, Meter
+from domain.catalog.services import customer_view
 from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
@@ -236,12 +237,24 @@ def _write_reading(
     meter.last_reading, meter.last_reading_at = value, occurred_at
     session.add(reading)
     session.flush()
+    _republish_customer(call, customer_id)
     audit(
         session, call.actor.id, call.device_id, "create", "meter_reading", reading,
         after=lambda: meter_reading_doc(reading), transaction=transaction_id, **call.audit_context(),
     )  # fmt: skip
     record_change(session, "meter_reading", reading, doc=lambda: meter_reading_doc(reading), scope=driver_id)
     return reading
+
+
+def _republish_customer(call: Call, customer_id: int) -> None:
+    """The customer's representation shows its meters' last readings (tablets do meter math offline from
+    it), so a reading changes the customer's doc: new version and feed entry. Its row is already locked
+    (`planning.customer_meter`). No audit entry of its own: the meter reading's entry records the change."""
+    session = call.session
+    customer = session.get(Customer, customer_id)
+    assert customer is not None, "checked before acting"
+    customer.touch(call.now)
+    record_change(session, "customer", customer, doc=lambda: customer_view(session, customer), scope=PUBLIC_SCOPE)
 
 
 # -- update and cancel -------------------------------------------------------------------------------

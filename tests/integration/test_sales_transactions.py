@@ -595,3 +595,14 @@ def test_more_gas_than_the_cylinders_hold_and_amounts_beyond_the_columns_are_ref
     demo.run(lambda uow: uow.session.execute(update(Service).where(Service.id == 2).values(price=Decimal("20000.00"))))
     with pytest.raises(ValidationError):
         sell(demo, services=[{"code": "DEPOSIT", "qty": 1_000_000}])  # 20,000,000,000.00
+
+
+def test_a_reading_republishes_the_customer_whose_doc_shows_the_last_reading(
+    demo: Database, client: Any, driver_headers: dict
+) -> None:
+    before = client.get("/api/v1/customers/2/", headers=driver_headers).json()
+    sell(demo, customer=2, meter="41.00")
+    reading(demo, 2, "42.50")
+    detail = client.get("/api/v1/customers/2/", headers=driver_headers).json()
+    assert detail["meters"][0]["last_reading"] == "42.50" and detail["version"] == before["version"] + 2
+    assert demo_feed_doc(client, "customer", 2) == detail
