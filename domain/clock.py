@@ -33,7 +33,10 @@ def parse_rfc3339(text: str, field: str = "occurred_at") -> datetime:
         raise ValidationError(f"'{field}' must be an RFC 3339 time with an offset", field) from exc
     if value.tzinfo is None:
         raise ValidationError(f"'{field}' must carry a UTC offset or Z", field)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # "0001-01-01T00:00:00+01:00" lies before the first representable UTC time
+        raise ValidationError(f"'{field}' is out of range", field) from exc
 
 
 @lru_cache(maxsize=8)
