@@ -49,11 +49,12 @@ def routers() -> list[Router]:
     from domain.audit.api import router as audit
     from domain.catalog.api import router as catalog
     from domain.invoicing.api import router as invoicing
+    from domain.invoicing.outputs.api import router as invoice_outputs
     from domain.logistics.api import router as logistics
     from domain.sales.api import router as sales
     from sync.api import router as sync
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync]
+    return [system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, sync]
 
 
 def all_endpoints() -> list[Endpoint]:
