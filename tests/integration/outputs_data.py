@@ -76,9 +76,7 @@ def make_invoice(
                 DeliveryLine(transaction_id=trx.id, equipment_id=2, kind="full_deliver", qty=2),
                 DeliveryLine(transaction_id=trx.id, equipment_id=4, kind="full_deliver", qty=1),
                 DeliveryLine(transaction_id=trx.id, equipment_id=2, kind="empty_return", qty=2),
-                DeliveryLine(
-                    transaction_id=trx.id, equipment_id=3, kind="half_return", qty=1, remaining_kg=D("6.50")
-                ),
+                DeliveryLine(transaction_id=trx.id, equipment_id=3, kind="half_return", qty=1, remaining_kg=D("6.50")),
                 ServiceLine(transaction_id=trx.id, service_id=1, qty=1, unit_price=D("30.00"), amount=D("30.00")),
             ]
         )

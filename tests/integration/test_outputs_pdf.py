@@ -76,7 +76,9 @@ def test_the_pdf_of_a_mixed_invoice_holds_number_lines_and_totals(demo, settings
     [(CHINESE, "CJK"), (MALAY, "Noto-Sans"), (TAMIL, "Tamil")],
     ids=["chinese", "malay", "tamil"],
 )
-def test_customer_names_in_chinese_malay_and_tamil_render_with_real_glyphs(demo, settings, tmp_path, name, font) -> None:
+def test_customer_names_in_chinese_malay_and_tamil_render_with_real_glyphs(
+    demo, settings, tmp_path, name, font
+) -> None:
     invoice_id = make_invoice(demo, customer_name=name, customer_address="1 Seafood Way\n#02-11 Singapore 449876")
     pdf = invoice_pdf(demo, settings, ADMIN, invoice_id).pdf
     fonts = pdf_fonts(pdf, tmp_path)
@@ -245,3 +247,12 @@ def test_the_pdf_renders_while_another_transaction_holds_the_stock_or_invoice_ro
     assert response.status_code == 200, response.text
     assert "INV-2026-000001" in pdf_text(response.content, tmp_path)
     assert printed.status_code == 200
+
+
+def test_the_sample_invoice_renders(tmp_path) -> None:
+    from domain.invoicing.outputs.sample import main
+
+    target = tmp_path / "sample.pdf"
+    main([str(target)])
+    content = pdf_text(target.read_bytes(), tmp_path)
+    assert "金龙海鲜楼 Golden Dragon Seafood" in content and "408.46" in content

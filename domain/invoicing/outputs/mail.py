@@ -48,8 +48,7 @@ def body_text(view: InvoiceView) -> str:
     lines = [
         f"Dear {view.customer_name},",
         "",
-        f"Please find attached tax invoice {view.number} ({view.issued_at}) for transaction "
-        f"{view.transaction_number}.",
+        f"Please find attached tax invoice {view.number} ({view.issued_at}) for transaction {view.transaction_number}.",
         "",
         f"Total: SGD {view.total}",
         f"Paid: SGD {view.amount_paid}",
@@ -144,9 +143,9 @@ def invoice_owner(db: Database, invoice_id: int) -> Actor:
 
     def read(session: Any) -> Actor:
         row = session.execute(
-            select(User.id, User.username, User.role).join(Invoice, Invoice.driver_id == User.id).where(
-                Invoice.id == invoice_id
-            )
+            select(User.id, User.username, User.role)
+            .join(Invoice, Invoice.driver_id == User.id)
+            .where(Invoice.id == invoice_id)
         ).first()
         if row is None:
             raise NotFound(f"invoice {invoice_id} not found", {"entity": "invoice", "id": invoice_id})
@@ -171,7 +170,12 @@ def record_email_failure(call: Call, invoice_id: int, reason: str, to: str | Non
 
 
 def auto_email(
-    db: Database, settings: Settings, invoice_id: int, *, attempts: int = AUTO_EMAIL_ATTEMPTS, backoff: float | None = None
+    db: Database,
+    settings: Settings,
+    invoice_id: int,
+    *,
+    attempts: int = AUTO_EMAIL_ATTEMPTS,
+    backoff: float | None = None,
 ) -> bool:
     """E-mail a just-confirmed invoice, retrying a failed send; the outcome is recorded either way
     (`emailed` through mark_emailed, or an `email_failed` event). Returns whether it was sent."""
@@ -182,7 +186,7 @@ def auto_email(
     except Exception:
         log.exception("automatic e-mail of invoice %s could not start", invoice_id)
         return False
-    to = rendered.view.customer_email
+    to: str | None = rendered.view.customer_email or None
     reason = "the customer has no e-mail address" if not to else ""
     if to and not valid_address(to):
         to, reason = None, f"not an e-mail address: {rendered.view.customer_email!r}"
@@ -193,7 +197,9 @@ def auto_email(
             deliver(settings, build_message(settings, rendered, str(to)))
         except EmailFailed as exc:
             reason = f"{exc.message}: {exc.details.get('reason')}"
-            log.warning("automatic e-mail of %s failed (attempt %d of %d): %s", rendered.view.number, attempt, attempts, reason)
+            log.warning(
+                "automatic e-mail of %s failed (attempt %d of %d): %s", rendered.view.number, attempt, attempts, reason
+            )
             if attempt < attempts:
                 time.sleep(pause * attempt)
             continue
@@ -212,4 +218,3 @@ def after_confirm(db: Database, settings: Settings, invoice_id: int, *, wait: bo
     if wait:
         future.result()
     return future
-

@@ -25,7 +25,7 @@ from domain.clock import zone
 from domain.errors import NotFound
 from domain.invoicing.models import Invoice, InvoiceLine, Payment
 from domain.invoicing.outputs.paynow import paynow_payload
-from domain.money import ZERO, decimal_str, money_str
+from domain.money import ZERO, decimal_str
 from domain.sales.models import MeterReading, Transaction
 from domain.settings import Settings
 
@@ -154,9 +154,13 @@ def load_view(session: Session, settings: Settings, invoice_id: int) -> InvoiceV
         select(Payment).where(Payment.invoice_id == invoice_id).order_by(Payment.occurred_at, Payment.id)
     ).scalars()
     trx = session.get(Transaction, invoice.transaction_id)
-    reading = session.execute(
-        select(MeterReading).where(MeterReading.transaction_id == invoice.transaction_id).order_by(MeterReading.id)
-    ).scalars().first()
+    reading = (
+        session.execute(
+            select(MeterReading).where(MeterReading.transaction_id == invoice.transaction_id).order_by(MeterReading.id)
+        )
+        .scalars()
+        .first()
+    )
     driver = session.execute(select(User.full_name, User.username).where(User.id == invoice.driver_id)).first()
 
     meter = None
