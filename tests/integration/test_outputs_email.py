@@ -126,6 +126,49 @@ def test_deliver_hands_the_message_to_a_real_smtp_server(demo, settings, inbox, 
     assert "INV-2026-000001" in pdf_text(pdf, tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_is_used_when_a_user_is_configured_and_a_wrong_password_is_email_failed(demo, settings) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from domain.invoicing.outputs.mail import build_message
+    from domain.invoicing.outputs.pdf import invoice_pdf
+
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        logins.append((user, password))
+        return AuthResult(success=(user, password) == ("invoices", "s3cret"), handled=False)
+
+    box = Inbox()
+    port = free_port()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,  # a test on 127.0.0.1; production sets LPG_SMTP_STARTTLS
+    )
+    controller.start()
+    try:
+        rendered = invoice_pdf(demo, settings, ADMIN, make_invoice(demo))
+        message = build_message(settings, rendered, "ahseng@example.sg")
+        with pytest.raises(EmailFailed) as anonymous:
+            deliver(settings.with_(smtp_port=port), message)  # no user configured: no login, refused
+        assert anonymous.value.details.get("smtp_code") == 530, anonymous.value.details
+        with pytest.raises(EmailFailed) as wrong:
+            deliver(settings.with_(smtp_port=port, smtp_user="invoices", smtp_password="nope"), message)
+        assert wrong.value.details.get("smtp_code") == 535, wrong.value.details
+        deliver(settings.with_(smtp_port=port, smtp_user="invoices", smtp_password="s3cret"), message)
+    finally:
+        controller.stop()
+    # smtplib tries each offered mechanism (PLAIN, LOGIN) before giving up; nothing logs in without a user.
+    assert set(logins) == {("invoices", "nope"), ("invoices", "s3cret")} and logins[-1] == ("invoices", "s3cret")
+    assert len(box.messages) == 1
+
+
 def test_a_refusing_server_is_email_failed_with_the_reason_and_nothing_changes(demo, settings, refusing) -> None:
     invoice_id = make_invoice(demo)
     before = status_of(demo, invoice_id)

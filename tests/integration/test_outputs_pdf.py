@@ -183,6 +183,26 @@ def test_a_second_request_comes_from_the_cache_and_a_changed_invoice_renders_aga
     assert third.view.fingerprint != first.view.fingerprint and third.pdf is not first.pdf
 
 
+def test_concurrent_requests_for_a_new_invoice_render_it_once(demo, settings) -> None:
+    PDF_CACHE.clear()
+    invoice_id = make_invoice(demo)
+    renders = PDF_CACHE.renders
+    results: list[bytes] = []
+    barrier = threading.Barrier(4)
+
+    def fetch() -> None:
+        barrier.wait(10)
+        results.append(invoice_pdf(demo, settings, ADMIN, invoice_id).pdf)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 4 and all(pdf is results[0] for pdf in results)
+    assert PDF_CACHE.renders == renders + 1
+
+
 def test_a_driver_gets_only_own_invoices(demo, settings) -> None:
     invoice_id = make_invoice(demo, driver_id=2)
     assert invoice_pdf(demo, settings, DRIVER1, invoice_id).view.number == "INV-2026-000001"

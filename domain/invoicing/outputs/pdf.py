@@ -95,6 +95,7 @@ class PdfCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.renders = 0
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -105,6 +106,10 @@ class PdfCache:
             self._items.move_to_end(key)
             self.hits += 1
             return pdf
+
+    def peek(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._items.get(key)
 
     def put(self, key: str, pdf: bytes) -> None:
         with self._lock:
@@ -119,6 +124,9 @@ class PdfCache:
 
 
 PDF_CACHE = PdfCache()
+# One rendering at a time per process: WeasyPrint's font stack (Pango, fontconfig) is not promised to be
+# thread-safe, renders are CPU-bound anyway, and a burst of requests for one new invoice renders it once.
+_render_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,10 @@ def invoice_pdf(db: Database, settings: Settings, actor: Actor, invoice_id: int)
     key = view.fingerprint
     pdf = PDF_CACHE.get(key)
     if pdf is None:
-        pdf = render_pdf(view)
-        PDF_CACHE.put(key, pdf)
+        with _render_lock:
+            pdf = PDF_CACHE.peek(key)  # rendered meanwhile by the request we waited for
+            if pdf is None:
+                pdf = render_pdf(view)
+                PDF_CACHE.renders += 1
+                PDF_CACHE.put(key, pdf)
     return RenderedInvoice(view, pdf)
