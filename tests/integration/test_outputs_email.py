@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import socket
 import subprocess
 from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,55 +18,22 @@ from domain.invoicing.models import Invoice, InvoiceEvent
 from domain.invoicing.outputs.mail import after_confirm, auto_email, deliver, email_invoice
 from server import create_app
 from tests.integration.outputs_data import make_invoice
+from tests.integration.outputs_smtp import Inbox, attachment, free_port, running
 
 ADMIN = Actor(1, "admin", "admin")
-HAS_MARK_EMAILED = importlib.util.find_spec("domain.invoicing.services") is not None
-needs_mark_emailed = pytest.mark.skipif(
-    not HAS_MARK_EMAILED, reason="needs domain.invoicing.services.mark_emailed (branch sales)"
-)
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what it receives, or refuses every message with `refuse`."""
-
-    def __init__(self, refuse: str | None = None) -> None:
-        self.refuse = refuse
-        self.messages: list[tuple[str, list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
-            return self.refuse
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(inbox: Inbox) -> tuple[Controller, int]:
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    return controller, port
 
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
     box = Inbox()
-    controller, port = start(box)
-    yield box, port
-    controller.stop()
+    with running(box) as port:
+        yield box, port
 
 
 @pytest.fixture
 def refusing() -> Iterator[int]:
-    controller, port = start(Inbox(refuse="554 5.7.1 Message rejected: policy"))
-    yield port
-    controller.stop()
+    with running(Inbox(refuse="554 5.7.1 Message rejected: policy")) as port:
+        yield port
 
 
 def pdf_text(pdf: bytes, tmp_path: Path) -> str:
@@ -97,14 +60,6 @@ def events(db: Any, invoice_id: int) -> list[tuple[str, str | None]]:
         ).all()
     )
     return [(r.kind, r.detail) for r in rows]
-
-
-def attachment(message: EmailMessage) -> tuple[str, bytes]:
-    parts = list(message.iter_attachments())
-    assert len(parts) == 1
-    part = parts[0]
-    assert part.get_content_type() == "application/pdf"
-    return part.get_filename() or "", part.get_content()
 
 
 def test_deliver_hands_the_message_to_a_real_smtp_server(demo, settings, inbox, tmp_path) -> None:
@@ -207,7 +162,6 @@ def test_email_endpoint_validates_the_recipient(client, demo, driver_headers) ->
     assert unknown.status_code == 400
 
 
-@needs_mark_emailed
 def test_email_endpoint_sends_the_pdf_and_marks_the_invoice_emailed(
     demo, settings, db, inbox, driver_headers, other_driver_headers, tmp_path
 ) -> None:
@@ -237,7 +191,6 @@ def test_email_endpoint_sends_the_pdf_and_marks_the_invoice_emailed(
     assert status_of(demo, other_id)[0] == "generated"
 
 
-@needs_mark_emailed
 def test_auto_email_after_confirm_sends_and_records_emailed(demo, settings, inbox) -> None:
     box, port = inbox
     invoice_id = make_invoice(demo)

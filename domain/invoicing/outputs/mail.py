@@ -25,6 +25,7 @@ from domain.accounts.policy import Actor
 from domain.audit.services import audit
 from domain.db import Database
 from domain.errors import EmailFailed, NotFound, ValidationError
+from domain.invoicing import services as invoicing
 from domain.invoicing.models import Invoice, InvoiceEvent
 from domain.invoicing.outputs.pdf import RenderedInvoice, invoice_pdf
 from domain.invoicing.outputs.render import InvoiceView
@@ -105,10 +106,8 @@ def deliver(settings: Settings, message: EmailMessage) -> None:
 
 
 def mark_emailed(db: Database, settings: Settings, actor: Actor, invoice_id: int) -> Outcome:
-    """The sales context's `mark_emailed` in its own unit of work, after the message has left."""
-    from domain.invoicing.services import mark_emailed as service
-
-    return db.run(lambda uow: service(Call(uow.session, actor, settings), invoice_id))
+    """The invoicing context's `mark_emailed` in its own unit of work, after the message has left."""
+    return db.run(lambda uow: invoicing.mark_emailed(Call(uow.session, actor, settings), invoice_id))
 
 
 def email_invoice(db: Database, settings: Settings, actor: Actor, invoice_id: int, to: str | None = None) -> Outcome:
