@@ -6,13 +6,15 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
+from escpos.printer import Dummy
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from domain.accounts.policy import Actor
-from domain.invoicing.outputs.escpos import COLUMNS, receipt, text_width, wrap
+from domain.invoicing.outputs.escpos import COLUMNS, needs_bitmap, printable, receipt, text_width, wrap
 from domain.invoicing.outputs.paynow import crc16_ccitt
+from domain.invoicing.outputs.raster import DOTS
 from domain.invoicing.outputs.render import load_view
 from tests.integration.outputs_data import MIXED_LINES, make_invoice
 
@@ -21,8 +23,19 @@ ESC, GS = 0x1B, 0x1D
 
 
 @dataclass
+class Bitmap:
+    width_dots: int
+    height: int
+    data: bytes
+
+    @property
+    def black_dots(self) -> int:
+        return sum(bin(byte).count("1") for byte in self.data)
+
+
+@dataclass
 class Decoded:
-    lines: list[str] = field(default_factory=list)
+    lines: list[str | Bitmap] = field(default_factory=list)
     bold_lines: set[int] = field(default_factory=set)
     qr: list[str] = field(default_factory=list)
     cut: bool = False
@@ -31,7 +44,7 @@ class Decoded:
 
 def decode_escpos(data: bytes) -> Decoded:
     """A small ESC/POS reader for what the receipt sends: text (GB18030 is ASCII-compatible, and what
-    python-escpos sends Chinese in), LF, ESC @ / E / t / a / d, GS V (cut), GS ( k (QR)."""
+    python-escpos sends Chinese in), LF, ESC @ / E / t / a / d, GS V (cut), GS ( k (QR), GS v 0 (bitmap line)."""
     out = Decoded()
     line = bytearray()
     bold = False
@@ -57,6 +70,13 @@ def decode_escpos(data: bytes) -> Decoded:
                 out.cut = True
                 i += 3 if data[i + 2] in (0, 1, 48, 49) else 4
                 continue
+            if data[i + 1 : i + 3] == b"v0":
+                x = data[i + 4] + 256 * data[i + 5]
+                y = data[i + 6] + 256 * data[i + 7]
+                assert not line, "a bitmap in the middle of a text line"
+                out.lines.append(Bitmap(x * 8, y, data[i + 8 : i + 8 + x * y]))
+                i += 8 + x * y
+                continue
             if data[i + 1 : i + 3] == b"(k":
                 size = data[i + 3] + 256 * data[i + 4]
                 body = data[i + 5 : i + 5 + size]
@@ -80,7 +100,7 @@ def decode_escpos(data: bytes) -> Decoded:
     return out
 
 
-def printed_lines(decoded: Decoded) -> list[str]:
+def printed_lines(decoded: Decoded) -> list[str | Bitmap]:
     """The receipt's own lines: blank lines fed around the QR code and before the cut are not text."""
     return [line for line in decoded.lines if line != ""]
 
@@ -94,7 +114,7 @@ def test_escpos_bytes_decode_to_the_receipt_lines_at_both_widths(demo, settings,
     assert slip.columns == columns == {58: 32, 80: 48}[width]
     decoded = decode_escpos(slip.escpos)
     assert decoded.initialized and decoded.cut
-    assert printed_lines(decoded) == list(slip.lines)
+    assert printed_lines(decoded) == list(slip.lines) and slip.bitmaps == frozenset()
     for line in slip.lines:
         assert len(line) <= columns and text_width(line) <= columns, line
     text = "\n".join(slip.lines)
@@ -116,24 +136,34 @@ def test_escpos_bytes_decode_to_the_receipt_lines_at_both_widths(demo, settings,
 
 
 @pytest.mark.parametrize("width", [58, 80])
-def test_chinese_and_tamil_names_stay_within_the_paper(demo, settings, width) -> None:
+def test_chinese_and_tamil_names_print_as_bitmaps_within_the_paper(demo, settings, width) -> None:
     chinese = "金龙海鲜楼 Golden Dragon Seafood 金龙海鲜楼金龙海鲜楼金龙海鲜楼金龙海鲜楼金龙海鲜楼"
     tamil = "அன்பு கறி ஹவுஸ் அன்பு கறி ஹவுஸ் அன்பு கறி ஹவுஸ்"
     for seq, name in enumerate((chinese, tamil), start=1):
         invoice_id = make_invoice(demo, customer_name=name, seq=seq)
         view = demo.read(lambda s, i=invoice_id: load_view(s, settings, i))
         slip = receipt(view, width)
-        decoded = printed_lines(decode_escpos(slip.escpos))
-        assert len(decoded) == len(slip.lines)
-        for sent, line in zip(decoded, slip.lines, strict=True):
-            assert text_width(sent) <= COLUMNS[width] and text_width(line) <= COLUMNS[width]
-        joined = "".join("".join(slip.lines).split())
-        assert "".join(name.split()) in joined  # the JSON lines keep the name as written
-        if name is chinese:
-            assert any("金龙海鲜楼" in line for line in decoded)  # sent as GB18030
-        else:
-            assert not any("அ" in line for line in decoded)  # no code page has Tamil: `?`, never garbage
-            assert any("???" in line for line in decoded)
+        printed = printed_lines(decode_escpos(slip.escpos))
+        assert len(printed) == len(slip.lines)
+        assert "".join(name.split()) in "".join("".join(slip.lines).split())  # JSON lines keep the name
+        foreign = {i for i, line in enumerate(slip.lines) if any(ord(ch) > 0x2FF for ch in line)}
+        assert foreign and slip.bitmaps == foreign
+        for index, (sent, line) in enumerate(zip(printed, slip.lines, strict=True)):
+            assert text_width(line) <= COLUMNS[width]
+            if index in foreign:
+                assert isinstance(sent, Bitmap), line
+                assert sent.width_dots <= DOTS[width] and sent.height >= 24 and sent.black_dots > 100
+            else:
+                assert sent == line
+
+
+def test_without_a_bitmap_unprintable_letters_become_question_marks_and_chinese_stays() -> None:
+    printer = Dummy()
+    assert not needs_bitmap("Ah Seng Eating House, café", printer)
+    assert needs_bitmap("அன்பு கறி", printer) and needs_bitmap("金龙 Seafood", printer)
+    assert printable("அன்பு கறி House", printer) == "??? ?? House"  # marks dropped: as wide as the text
+    assert text_width(printable("அன்பு கறி House", printer)) == text_width("அன்பு கறி House")
+    assert printable("金龙 Seafood", printer) == "金龙 Seafood"  # python-escpos sends it as GB18030
 
 
 @hsettings(max_examples=150, deadline=None)

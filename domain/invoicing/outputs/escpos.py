@@ -1,19 +1,22 @@
 """Thermal receipts: the invoice as text lines at 32 (58 mm) or 48 (80 mm) columns, and the same lines as
 ESC/POS bytes made with python-escpos's Dummy printer (bold headings, the PayNow QR code, a cut).
 
-`lines` keep every character as the customer wrote it (the tablet can draw them); the ESC/POS bytes carry
-what a printer can print: code-page text, Chinese in GB18030 (python-escpos's choice, which Chinese-mode
-printers read), and `?` for a letter no code page has (Tamil), its combining marks dropped, so a printed
-line is never wider than the paper either.
+`lines` keep every character as the customer wrote it (the tablet can draw them). In the ESC/POS bytes a
+line that the printer's code pages can carry is text; a line they cannot (a Tamil or Chinese name) is
+printed as a bitmap drawn with the Noto fonts (see `raster`), so it reads as written on any printer. Without
+those fonts such a line falls back to text: Chinese in GB18030 (python-escpos's choice, which Chinese-mode
+printers read) and `?` for letters no code page has, combining marks dropped, never wider than the paper.
 """
 
 from __future__ import annotations
 
+import copy
 import unicodedata
 from dataclasses import dataclass
 
 from escpos.printer import Dummy
 
+from domain.invoicing.outputs.raster import DOTS, line_bitmap
 from domain.invoicing.outputs.render import InvoiceView
 
 COLUMNS = {58: 32, 80: 48}
@@ -80,6 +83,7 @@ class Receipt:
     columns: int
     lines: tuple[str, ...]
     bold: frozenset[int]  # indexes of lines printed in bold
+    bitmaps: frozenset[int]  # indexes of lines printed as a bitmap (scripts no code page has)
     qr: str  # what the QR code holds ("" for none)
     escpos: bytes
 
@@ -129,6 +133,12 @@ def receipt_lines(view: InvoiceView, columns: int) -> tuple[list[str], set[int]]
     return lines, bold
 
 
+def needs_bitmap(line: str, printer: Dummy) -> bool:
+    """Whether any character of the line is in none of the printer's code pages."""
+    encoder = printer.magic.encoder
+    return any(ord(ch) >= 128 and not encoder.find_suitable_encoding(ch) for ch in line)
+
+
 def printable(line: str, printer: Dummy) -> str:
     """What the printer is sent for a line: unprintable letters become `?`, combining marks go."""
     if any("\u4e00" <= ch <= "\u9fa5" for ch in line):
@@ -148,8 +158,17 @@ def receipt(view: InvoiceView, width: int) -> Receipt:
     columns = COLUMNS[width]
     lines, bold = receipt_lines(view, columns)
     printer = Dummy()
+    # This printer's own copy of the profile (the library shares one dict between instances).
+    printer.profile.profile_data = copy.deepcopy(printer.profile.profile_data)
+    printer.profile.profile_data["media"]["width"]["pixels"] = DOTS[width]
     printer.hw("INIT")
+    bitmaps: set[int] = set()
     for index, line in enumerate(lines):
+        bitmap = line_bitmap(line, width) if needs_bitmap(line, printer) else None
+        if bitmap is not None:
+            printer.image(bitmap)
+            bitmaps.add(index)
+            continue
         if index in bold:
             printer.set(bold=True)
         printer.text(printable(line, printer) + "\n")
@@ -162,4 +181,4 @@ def receipt(view: InvoiceView, width: int) -> Receipt:
     printer.text("\n")
     printer.set(align="left")
     printer.cut()
-    return Receipt(width, columns, tuple(lines), frozenset(bold), qr, printer.output)
+    return Receipt(width, columns, tuple(lines), frozenset(bold), frozenset(bitmaps), qr, printer.output)
