@@ -58,6 +58,7 @@ def routers() -> list[Router]:
     from domain.audit.api import router as audit
     from domain.catalog.api import router as catalog
     from domain.invoicing.api import router as invoicing
+    from domain.invoicing.outputs.api import router as invoice_outputs
     from domain.logistics.api import router as logistics
     from domain.reports.api import router as reports
     from domain.sales.api import router as sales
@@ -65,7 +66,7 @@ def routers() -> list[Router]:
     from sync.changes import router as pull
     from sync.couch import router as couchdb
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync, pull, couchdb, reports, docs]
+    return [system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, sync, pull, couchdb, reports, docs]
 
 
 def all_endpoints() -> list[Endpoint]:
