@@ -51,9 +51,9 @@ def routers() -> list[Router]:
     from domain.invoicing.api import router as invoicing
     from domain.logistics.api import router as logistics
     from domain.sales.api import router as sales
-    from sync.api import router as sync
+    from sync.push import router as sync_push
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync]
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync_push]
 
 
 def all_endpoints() -> list[Endpoint]:
