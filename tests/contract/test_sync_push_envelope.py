@@ -28,20 +28,29 @@ def test_bad_envelopes_are_400(client: TestClient, driver_headers: dict[str, str
     error_of(post({"device_id": "", "changes": []}), 400, "validation_error")
     error_of(post({"device_id": "tab-1", "changes": [], "surprise": 1}), 400, "validation_error")
     error_of(post({"device_id": "tab-1", "changes": [{"op": "customer.create", "data": {}}]}), 400, "validation_error")
-    error_of(post({"device_id": "tab-1", "changes": [{"client_temp_id": "t", "op": "x", "data": []}]}), 400,
-             "validation_error")
+    error_of(
+        post({"device_id": "tab-1", "changes": [{"client_temp_id": "t", "op": "x", "data": []}]}),
+        400,
+        "validation_error",
+    )
     error_of(post({"device_id": "tab-1", "atomic": "yes", "changes": []}), 400, "validation_error")
     err = error_of(post({"device_id": "tab-1", "changes": [], "client": {"protocol": 2}}), 400, "unsupported_protocol")
     assert err["details"]["supported"] == [1]
     error_of(client.post(PUSH, content=b"{", headers=driver_headers), 400, "malformed_body")
-    error_of(client.post(PUSH, content=b"x", headers={**driver_headers, "Content-Type": "text/csv"}), 415,
-             "unsupported_media_type")
+    error_of(
+        client.post(PUSH, content=b"x", headers={**driver_headers, "Content-Type": "text/csv"}),
+        415,
+        "unsupported_media_type",
+    )
 
 
 def test_more_than_500_changes_is_413(client: TestClient, driver_headers: dict[str, str]) -> None:
     changes = [{"client_temp_id": f"t-{i}", "op": "customer.create", "data": {"name": "x"}} for i in range(501)]
-    err = error_of(client.post(PUSH, json={"device_id": "tab-1", "changes": changes}, headers=driver_headers), 413,
-                   "payload_too_large")
+    err = error_of(
+        client.post(PUSH, json={"device_id": "tab-1", "changes": changes}, headers=driver_headers),
+        413,
+        "payload_too_large",
+    )
     assert "500" in err["message"]
 
 
@@ -65,12 +74,17 @@ def test_unknown_op_is_a_rejected_change_not_an_error(client: TestClient, driver
 
 
 def test_the_response_shape_in_both_encodings(client: TestClient, driver_headers: dict[str, str]) -> None:
-    body = {"device_id": "tab-1", "changes": [], "client": {"app_version": "3.4.1", "protocol": 1,
-                                                            "device_time": "2026-11-24T11:15:30+08:00"}}
+    body = {
+        "device_id": "tab-1",
+        "changes": [],
+        "client": {"app_version": "3.4.1", "protocol": 1, "device_time": "2026-11-24T11:15:30+08:00"},
+    }
     as_json = client.post(PUSH, json=body, headers=driver_headers).json()
-    packed = client.post(PUSH, content=msgpack.packb(body),
-                         headers={**driver_headers, "Content-Type": "application/msgpack",
-                                  "Accept": "application/msgpack"})
+    packed = client.post(
+        PUSH,
+        content=msgpack.packb(body),
+        headers={**driver_headers, "Content-Type": "application/msgpack", "Accept": "application/msgpack"},
+    )
     assert packed.headers["content-type"] == "application/msgpack"
     as_msgpack = msgpack.unpackb(packed.content)
     for response in (as_json, as_msgpack):
@@ -87,17 +101,22 @@ def test_a_device_belongs_to_its_first_user(client: TestClient, demo: Any, setti
     assert err["details"]["device_id"] == "tab-9"
 
 
-def test_rejections_are_listed_for_support(client: TestClient, driver_headers: dict[str, str],
-                                           admin_headers: dict[str, str]) -> None:
+def test_rejections_are_listed_for_support(
+    client: TestClient, driver_headers: dict[str, str], admin_headers: dict[str, str]
+) -> None:
     change = {"client_temp_id": "t-1", "op": "customer.delete", "data": {"id": 1}}
     for _ in range(2):  # a refused change is evaluated again when sent again, and refused again
         client.post(PUSH, json={"device_id": "tab-1", "changes": [change]}, headers=driver_headers)
-    listed = client.get("/api/v1/sync/rejections", params={"device_id": "tab-1", "open": "true"},
-                        headers=admin_headers).json()
+    listed = client.get(
+        "/api/v1/sync/rejections", params={"device_id": "tab-1", "open": "true"}, headers=admin_headers
+    ).json()
     assert listed["count"] == 2
     first = listed["results"][0]
     assert first["payload"] == change and first["error"]["code"] == "validation_error"
     assert first["resolved_at"] is None and first["created_at"].endswith("Z")
-    assert client.get("/api/v1/sync/rejections", params={"device_id": "tab-2"}, headers=admin_headers).json()["count"] == 0
-    error_of(client.get("/api/v1/sync/rejections", params={"open": "maybe"}, headers=admin_headers), 400,
-             "validation_error")
+    assert (
+        client.get("/api/v1/sync/rejections", params={"device_id": "tab-2"}, headers=admin_headers).json()["count"] == 0
+    )
+    error_of(
+        client.get("/api/v1/sync/rejections", params={"open": "maybe"}, headers=admin_headers), 400, "validation_error"
+    )

@@ -21,8 +21,13 @@ def _replay_rejections(world: World) -> Request:
 
 
 ROWS = [
-    RbacRow("POST", "/api/v1/sync/push", expect(401, 200, 200, 200), _push,
-            note="any user may push from a new device; the first push registers it"),
+    RbacRow(
+        "POST",
+        "/api/v1/sync/push",
+        expect(401, 200, 200, 200),
+        _push,
+        note="any user may push from a new device; the first push registers it",
+    ),
     RbacRow("POST", "/api/v1/sync/replay", expect(401, 403, 403, 200), _device_with_rejection),
     RbacRow("GET", "/api/v1/sync/rejections", expect(401, 403, 403, 200)),
     RbacRow("POST", "/api/v1/sync/rejections/replay", expect(401, 403, 403, 200), _replay_rejections),
