@@ -7,8 +7,9 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
@@ -26,13 +27,21 @@ from domain.db import Database
 from domain.errors import ServiceUnavailable
 from domain.schema import current_revision, upgrade
 from domain.settings import Settings
+from sync.edge import configure_logging, edge_middleware
+from sync.openapi import schema_router, swagger_ui_routes
 
 log = logging.getLogger("lpg.server")
 
 system = Router("system")
 
 
-@system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",))
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["sqlite", "mysql"]
+    schema_revision: str = Field(alias="schema", description="the database's Alembic revision")
+
+
+@system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",), response=Health)
 def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness and readiness: the database answers and its schema revision."""
     try:
@@ -50,14 +59,18 @@ def routers() -> list[Router]:
     from domain.catalog.api import router as catalog
     from domain.invoicing.api import router as invoicing
     from domain.logistics.api import router as logistics
+    from domain.reports.api import router as reports
     from domain.sales.api import router as sales
     from sync.push import router as sync_push
 
-    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync_push]
+    return [system, accounts, catalog, logistics, sales, invoicing, audit, sync_push, reports, docs]
 
 
 def all_endpoints() -> list[Endpoint]:
     return [endpoint for router in routers() for endpoint in router.endpoints]
+
+
+docs = schema_router(all_endpoints)  # GET /api/schema/: the OpenAPI document of every endpoint above
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> Starlette:
@@ -65,8 +78,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     db = db or Database(settings)
     state = AppState(settings, db)
     app = Starlette(
-        routes=routes_for(all_endpoints(), state),
+        routes=routes_for(all_endpoints(), state) + swagger_ui_routes(),
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
+        middleware=edge_middleware(settings.cors_origins),
     )
     app.state.lpg = state
     return app
@@ -74,6 +88,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
 def create_app_from_env() -> Starlette:
     """The factory uvicorn workers call: settings come from the environment the parent prepared."""
+    configure_logging()
     return create_app(Settings.from_env())
 
 
@@ -106,7 +121,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     for name, value in (
         ("LPG_HOST", args.host),
         ("LPG_PORT", args.port),

@@ -74,6 +74,7 @@ class Endpoint:
     tag: str = ""
     raw_body: bool = False  # the handler reads `ctx.payload` itself (sync push, replay)
     body_optional: bool = False
+    extra_content: tuple[str, ...] = ()  # other media types the handler may answer with (`text/csv` reports)
 
     @property
     def name(self) -> str:
@@ -123,9 +124,8 @@ class Ctx:
 
     def absolute(self, **params: Any) -> str:
         """This request's URL with some query parameters replaced (pagination links)."""
-        query = dict(self.request.query_params)
-        query.update({k: str(v) for k, v in params.items()})
-        return str(self.request.url.replace(query=urlencode(query)))
+        kept = [(k, v) for k, v in self.request.query_params.multi_items() if k not in params]
+        return str(self.request.url.replace(query=urlencode(kept + [(k, str(v)) for k, v in params.items()])))
 
 
 class Router:
@@ -289,6 +289,8 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
             user = await run_in_threadpool(authenticate, state, request, endpoint.auth)
+            if user is not None:
+                request.state.user_id = user.id  # for the access log
             ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt)
             ctx.query = _parse_query(endpoint.query, request)
             if endpoint.body is not None or endpoint.raw_body or endpoint.method in {"POST", "PUT", "PATCH"}:
@@ -296,17 +298,37 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
                 if raw.strip() or not endpoint.body_optional:
                     in_fmt = codec.request_format(request.headers.get("content-type"))
                     ctx.payload = codec.decode(raw, in_fmt) if raw.strip() else _empty_body(endpoint)
+                    if raw.strip() and not isinstance(ctx.payload, dict):
+                        raise ValidationError("the body must be an object")
                 if endpoint.body is not None:
                     ctx.body = parse(endpoint.body, ctx.payload if ctx.payload is not None else {})
                 elif not endpoint.raw_body and ctx.payload not in (None, {}):
                     raise ValidationError("this action takes no body")
             result = await run_in_threadpool(endpoint.handler, ctx)
+            if state.settings.validate_responses:
+                check_response(endpoint, result)
             return encode_result(result, endpoint.status, fmt, ctx.headers or None)
         except DomainError as exc:
             return domain_error_response(exc, fmt)
 
     view.__name__ = endpoint.name
     return view
+
+
+def check_response(endpoint: Endpoint, result: Any) -> None:
+    """`LPG_VALIDATE_RESPONSES` (on in tests): the answer must validate against the declared `response`
+    model (each item of a page when the endpoint lists); a mismatch is a bug, so it fails loudly (500)."""
+    model = endpoint.response
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or not isinstance(result, dict):
+        return
+    paged = endpoint.query is not None and issubclass(endpoint.query, PageQuery) and "results" not in model.model_fields
+    for item in result.get("results", []) if paged else [result]:
+        try:
+            model.model_validate(item)
+        except PydanticValidationError as exc:
+            raise AssertionError(
+                f"{endpoint.method} {endpoint.path} answered outside its response model: {exc}"
+            ) from exc
 
 
 def _empty_body(endpoint: Endpoint) -> Any:
@@ -362,7 +384,10 @@ class PageQuery(Query):
 def paginate(
     ctx: Ctx, session: Session, stmt: Select[Any], serialize: Callable[[Any], dict[str, Any]], query: PageQuery
 ) -> dict[str, Any]:
-    """DRF-style page: `count`, absolute `next` / `previous` links, `results`. `stmt` must be totally ordered."""
+    """DRF-style page: `count`, absolute `next` / `previous` links, `results`. `stmt` must be totally ordered
+    (end its ORDER BY with the primary key), or rows could repeat or vanish between pages."""
+    if not stmt._order_by_clauses:
+        raise ValueError("paginate() needs an ordered statement: end the ORDER BY with the primary key")
     count = session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
     offset = (query.page - 1) * query.page_size
     rows = session.execute(stmt.limit(query.page_size).offset(offset)).scalars().all()

@@ -72,6 +72,7 @@ class Ledger:
 
     changes: list[PendingChange] = field(default_factory=list)
     audits: list[PendingAudit] = field(default_factory=list)
+    settled: int = 0  # audits before this index have their contexts frozen (see settle_audits)
 
     def mark(self) -> tuple[int, int]:
         return len(self.changes), len(self.audits)
@@ -80,10 +81,12 @@ class Ledger:
         """Forget what a rolled-back savepoint recorded."""
         del self.changes[mark[0] :]
         del self.audits[mark[1] :]
+        self.settled = min(self.settled, len(self.audits))
 
     def clear(self) -> None:
         self.changes.clear()
         self.audits.clear()
+        self.settled = 0
 
 
 def ledger_of(session: Session) -> Ledger:
@@ -124,6 +127,27 @@ def audit_hash(
         [entry_id, rfc3339(at), user_id, device_id, action, entity_type, entity_id, context, prev_hash]
     )
     return hashlib.sha256(canonical).hexdigest()
+
+
+def settle_audits(session: Session) -> None:
+    """Freeze the audit contexts recorded so far, built from the records' state now (after a flush).
+
+    A context given as a callable is otherwise built at commit, from the records' *final* state in the
+    transaction: right for one change per transaction, wrong when one transaction changes a record twice
+    (a sync batch), where the first entry would show the second change's result as its `after`. Whoever
+    applies several changes in one transaction calls this after each change.
+    """
+    ledger = session.info.get(LEDGER_KEY)
+    if ledger is None:
+        return
+    unsettled = ledger.audits[ledger.settled :]
+    ledger.settled = len(ledger.audits)
+    if not any(callable(a.context) for a in unsettled):
+        return
+    session.flush()
+    for pending in unsettled:
+        if callable(pending.context):
+            pending.context = pending.context()
 
 
 def write_ledger(session: Session) -> None:
@@ -241,4 +265,13 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         yield rows[start : start + CHUNK]
 
 
-__all__ = ["GENESIS_HASH", "PUBLIC_SCOPE", "Ledger", "audit_hash", "dumps", "ledger_of", "write_ledger"]
+__all__ = [
+    "GENESIS_HASH",
+    "PUBLIC_SCOPE",
+    "Ledger",
+    "audit_hash",
+    "dumps",
+    "ledger_of",
+    "settle_audits",
+    "write_ledger",
+]

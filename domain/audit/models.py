@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.base import Base, BigId, LongText
@@ -14,6 +14,11 @@ class AuditEntry(Base):
     """One entry per affected record. Ids, `prev_hash` and `hash` are assigned at commit, in commit order."""
 
     __tablename__ = "audit_log"
+    # The admin screen's questions: the history of one record, and what happened in a time window.
+    __table_args__ = (
+        Index("ix_audit_log_entity_type_entity_id", "entity_type", "entity_id"),
+        Index("ix_audit_log_at", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     at: Mapped[datetime]

@@ -11,6 +11,8 @@ from domain.clock import utcnow
 from domain.ledger import PendingAudit, Target, ledger_of
 
 Snapshot = dict[str, Any] | Callable[[], dict[str, Any]] | None
+# Column widths of audit_log: a longer value would be cut (or refused) by the database after it was hashed.
+MAX_ACTION, MAX_ENTITY, MAX_DEVICE = 40, 40, 100
 
 
 def audit(
@@ -26,17 +28,29 @@ def audit(
 ) -> None:
     """Record who (`actor`, `device`) did what (`action`) to which record, with before/after snapshots.
 
-    `before` is taken now (pass a dict); `after` may be a callable evaluated at commit, once new records
-    have their ids. Extra keyword arguments go into the context as they are (e.g. `client_temp_id`).
+    `before` is taken now (a callable is called now, not at commit: by then the record has changed);
+    `after` may be a callable evaluated at commit, once new records have their ids (or earlier, at
+    `domain.ledger.settle_audits`, when one transaction applies several changes). Extra keyword arguments
+    go into the context as they are (`client_temp_id`, `batch`: pass `**call.audit_context()`).
     The entry gets its id and its place in the hash chain at commit (see `domain.ledger`).
     """
+    _refuse_what_the_columns_would_cut(action, entity, device)
+    before_now = before() if callable(before) else before
 
     def build() -> dict[str, Any]:
         payload: dict[str, Any] = dict(context)
-        if before is not None:
-            payload["before"] = before() if callable(before) else before
+        if before_now is not None:
+            payload["before"] = before_now
         if after is not None:
             payload["after"] = after() if callable(after) else after
         return payload
 
     ledger_of(session).audits.append(PendingAudit(utcnow(), actor, device, action, entity, target, build))
+
+
+def _refuse_what_the_columns_would_cut(action: str, entity: str, device: str | None) -> None:
+    """A value the column cannot hold would be stored differently from what was hashed: refuse it here."""
+    if not 0 < len(action) <= MAX_ACTION or not 0 < len(entity) <= MAX_ENTITY:
+        raise ValueError(f"audit action and entity type take 1 to {MAX_ACTION} characters: {action!r} {entity!r}")
+    if device is not None and len(device) > MAX_DEVICE:
+        raise ValueError(f"a device id takes at most {MAX_DEVICE} characters")

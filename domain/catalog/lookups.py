@@ -77,3 +77,8 @@ def service_price(session: Session, customer_id: int, item: Service) -> Decimal:
         select(CustomerPrice.price).where(CustomerPrice.customer_id == customer_id, CustomerPrice.service_id == item.id)
     ).scalar_one_or_none()
     return override if override is not None else item.price
+
+
+def equipment_codes(session: Session) -> dict[int, str]:
+    """Every equipment model's code by id (a handful of rows): documents name equipment by its code."""
+    return dict(session.execute(select(EquipmentModel.id, EquipmentModel.code)).all())
