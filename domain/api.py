@@ -26,12 +26,12 @@ from starlette.routing import Route
 
 from domain import codec
 from domain.accounts.models import User
-from domain.accounts.policy import Actor
+from domain.accounts.policy import Actor, require_admin
+from domain.accounts.sessions import session_revoked
 from domain.accounts.tokens import ACCESS, decode_token
 from domain.db import Database, UnitOfWork
 from domain.errors import (
     DomainError,
-    Forbidden,
     InvalidToken,
     NotAuthenticated,
     PayloadTooLarge,
@@ -234,24 +234,30 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def load_user(session: Session, user_id: int) -> AuthUser:
+def load_user(session: Session, user_id: int, family: str | None = None) -> AuthUser:
+    """The token's user, if still active and (for tokens issued by login) its session was not ended."""
     row = session.execute(select(User.id, User.username, User.role, User.active).where(User.id == user_id)).first()
     if row is None or not row.active:
         raise InvalidToken("the token's user does not exist or is deactivated")
+    if family is not None and session_revoked(session, family):
+        raise InvalidToken("this session has ended (logout or a reused token); log in again", {"reason": "revoked"})
     return AuthUser(row.id, row.username, row.role)
 
 
 def authenticate(state: AppState, request: Request, required: str) -> AuthUser | None:
-    """Resolve the bearer token to an active user; enforce the endpoint's minimum role."""
+    """Resolve the bearer token to an active user; enforce the endpoint's minimum role (domain.accounts.policy).
+
+    A public endpoint (health, login, refresh, logout) ignores the Authorization header: a client that
+    still sends its expired access token while refreshing must not be refused for it."""
+    if required == PUBLIC:
+        return None
     token = bearer_token(request)
     if token is None:
-        if required == PUBLIC:
-            return None
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
     claims = decode_token(state.settings, token, ACCESS)
-    user = state.db.read(lambda s: load_user(s, claims.user_id))
-    if required == ADMIN and not user.is_admin:
-        raise Forbidden("only an admin may do this")
+    user = state.db.read(lambda s: load_user(s, claims.user_id, claims.family))
+    if required == ADMIN:
+        require_admin(user, "this")
     return user
 
 

@@ -1,10 +1,17 @@
-"""JWT access and refresh tokens (PyJWT, HS256 pinned). Every claim the checks need is required."""
+"""JWT access and refresh tokens (PyJWT, HS256 pinned). Every claim the checks need is required.
+
+A token is accepted only if it is an HS256 JWT signed with our key, issued by us (`iss`), unexpired, with
+`exp`, `iat`, `sub`, `jti` and `typ` present and well-formed, and of the type the caller expects: an
+access token where an access token is wanted, a refresh token only at refresh and logout. Anything else
+(`alg: none`, another algorithm, a wrong signature, a missing claim, a refresh token used as an access
+token) is `invalid_token`; an expired one is `token_expired`.
+"""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -14,8 +21,13 @@ from domain.errors import InvalidToken, TokenExpired
 from domain.settings import Settings
 
 ALGORITHM = "HS256"
+ISSUER = "lpg-sync"
 ACCESS, REFRESH = "access", "refresh"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "typ"]
+TOKEN_TYPES = (ACCESS, REFRESH)
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "typ", "iss"]
+# A little tolerance for `iat` written by another server process whose clock is slightly ahead.
+LEEWAY_SECONDS = 5
+MAX_USER_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -43,10 +55,14 @@ def encode_token(
     device_id: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, TokenClaims]:
-    now = now or utcnow()
+    """Sign a token of `token_type` for `user_id`; lifetimes come from the settings (15 min / 7 days)."""
+    if token_type not in TOKEN_TYPES:
+        raise ValueError(f"unknown token type {token_type!r}")
+    now = (now or utcnow()).replace(microsecond=0)  # JWT times are whole seconds
     ttl = settings.access_ttl_seconds if token_type == ACCESS else settings.refresh_ttl_seconds
     claims = TokenClaims(user_id, token_type, jti or new_jti(), now, now + timedelta(seconds=ttl), family, device_id)
     payload: dict[str, Any] = {
+        "iss": ISSUER,
         "sub": str(user_id),
         "typ": token_type,
         "jti": claims.jti,
@@ -60,31 +76,48 @@ def encode_token(
     return jwt.encode(payload, settings.secret_key, algorithm=ALGORITHM), claims
 
 
-def decode_token(settings: Settings, token: str, expected_type: str) -> TokenClaims:
-    """Refuse anything but a well-formed, unexpired HS256 token of the expected type signed with our key."""
+def decode_token(settings: Settings, token: str, expected_type: str, *, allow_expired: bool = False) -> TokenClaims:
+    """Refuse anything but a well-formed, unexpired HS256 token of the expected type signed with our key.
+
+    `allow_expired` is for logout only: an expired refresh token still names the family to revoke.
+    """
     try:
         payload = jwt.decode(
             token,
             settings.secret_key,
-            algorithms=[ALGORITHM],
-            options={"require": REQUIRED_CLAIMS, "verify_signature": True, "verify_exp": True, "verify_iat": True},
+            algorithms=[ALGORITHM],  # pinned: `none`, RS256/HS512 and key-confusion tricks are refused
+            issuer=ISSUER,
+            leeway=LEEWAY_SECONDS,
+            options={
+                "require": REQUIRED_CLAIMS,
+                "verify_signature": True,
+                "verify_exp": not allow_expired,
+                "verify_iat": True,
+                "verify_nbf": True,
+                "verify_iss": True,
+                "verify_sub": True,
+                "verify_jti": True,
+            },
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenExpired("the token has expired") from exc
+        raise TokenExpired("the token has expired; refresh it or log in again") from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"the token is not valid: {exc}") from exc
-    if payload.get("typ") != expected_type:
-        raise InvalidToken(f"a {payload.get('typ')!s} token cannot be used here")
+    token_type = payload.get("typ")
+    if token_type != expected_type:
+        raise InvalidToken(f"a {token_type!s} token cannot be used here; send a {expected_type} token")
+    sub, jti, family, device = payload["sub"], payload["jti"], payload.get("fam"), payload.get("dev")
+    if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and 0 < int(sub) <= MAX_USER_ID):
+        raise InvalidToken("the token's subject is not a user id")
+    if not (isinstance(jti, str) and 0 < len(jti) <= 64):
+        raise InvalidToken("the token's id is not valid")
+    if family is not None and not (isinstance(family, str) and 0 < len(family) <= 64):
+        raise InvalidToken("the token's family is not valid")
+    if device is not None and not (isinstance(device, str) and 0 < len(device) <= 100):
+        raise InvalidToken("the token's device is not valid")
     try:
-        user_id = int(payload["sub"])
-    except (TypeError, ValueError) as exc:
-        raise InvalidToken("the token's subject is not a user id") from exc
-    return TokenClaims(
-        user_id,
-        expected_type,
-        str(payload["jti"]),
-        datetime.fromtimestamp(payload["iat"], tz=utcnow().tzinfo),
-        datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
-        payload.get("fam"),
-        payload.get("dev"),
-    )
+        issued_at = datetime.fromtimestamp(payload["iat"], tz=UTC)
+        expires_at = datetime.fromtimestamp(payload["exp"], tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise InvalidToken("the token's times are out of range") from exc
+    return TokenClaims(int(sub), expected_type, jti, issued_at, expires_at, family, device)
