@@ -60,6 +60,7 @@ def _strict_int(value: Any) -> int:
     return value
 
 
+MAX_ID = 2**63 - 1  # BIGINT: a larger id names no record (and would overflow the database driver)
 Qty = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=1_000_000)]
 Id = Annotated[int, BeforeValidator(_strict_int), Field(gt=0, le=2**63 - 1)]
 # A record named by its permanent id, or (in sync pushes) by a client_temp_id of the same device.
@@ -89,7 +90,7 @@ RefField = Annotated[Ref, BeforeValidator(_ref)]
 def _code_or_id(value: Any) -> int | str:
     if isinstance(value, bool):
         raise ValueError("must be a code or an id")
-    if isinstance(value, int) and value > 0:
+    if isinstance(value, int) and 0 < value <= MAX_ID:
         return value
     if isinstance(value, str) and 0 < len(value) <= 40:
         return value
@@ -99,7 +100,14 @@ def _code_or_id(value: Any) -> int | str:
 CodeOrId = Annotated[
     int | str,
     BeforeValidator(_code_or_id),
-    WithJsonSchema({"oneOf": [{"type": "string", "examples": ["CYL12.7"]}, {"type": "integer", "minimum": 1}]}),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 40, "examples": ["CYL12.7"]},
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            ]
+        }
+    ),
 ]
 
 

@@ -1,0 +1,330 @@
+"""Workflow B, the sales engine: the only code that writes transactions and meter readings.
+
+- A transaction bills one customer for one visit: meter usage + cylinders + services, priced only from the
+  catalog and the customer's record. Life cycle: draft -> confirmed (immutable) or cancelled (drafts only);
+  tablets usually create it confirmed at once.
+- Confirm is ONE database transaction: stock rows locked and moved, meter reading recorded, totals
+  computed, TRX number then INV number, invoice `generated` with its lines and a snapshot of the customer
+  and every price, one audit entry per business record (transaction, invoice, meter reading; the stock
+  movements go into the transaction's entry), and change-feed entries for all of them and each stock row.
+- Every check comes first (see `domain.sales.planning`): a refused change writes nothing.
+- A customer without a meter who sends a reading gets a meter created on the spot (serial unknown, to be
+  filled in by the office); that first reading is its baseline (usage 0).
+- Drivers act on their own transactions (another driver's is `not_found`); admins on all.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+
+from domain.accounts.policy import ensure_visible
+from domain.audit.services import audit
+from domain.catalog import lookups
+from domain.catalog.models import Meter
+from domain.errors import InvalidState, ValidationError
+from domain.feed.models import PUBLIC_SCOPE
+from domain.feed.services import number_for, record_change
+from domain.invoicing.services import issue_invoice
+from domain.logistics.docs import FEED_ENTITY, stock_doc
+from domain.sales import planning
+from domain.sales.docs import meter_reading_doc, transaction_doc
+from domain.sales.models import DeliveryLine, MeterReading, ServiceLine, Transaction
+from domain.sales.planning import DeliveryInput, Plan, ServiceInput
+from domain.sales.pricing import usage_of
+from domain.sales.schemas import MeterReadingCreate, TransactionCreate, TransactionUpdate
+from domain.sales.timing import check_occurred_at
+from domain.service import Call, Outcome
+
+
+def _deliveries_in(cmd_lines: Any) -> list[DeliveryInput]:
+    return [DeliveryInput(d.equipment, d.kind, d.qty, d.remaining_kg) for d in cmd_lines]
+
+
+def _services_in(cmd_lines: Any) -> list[ServiceInput]:
+    return [ServiceInput(s.code, s.qty) for s in cmd_lines]
+
+
+def _doc(call: Call, trx: Transaction) -> Any:
+    return lambda: transaction_doc(call.session, trx)
+
+
+# -- create ------------------------------------------------------------------------------------------
+
+
+def create_transaction(call: Call, cmd: TransactionCreate) -> Outcome:
+    """A draft, or (with `confirm`) a confirmed transaction with its invoice, in one unit."""
+    check_occurred_at(call, cmd.occurred_at)
+    reading = cmd.meter.reading if cmd.meter is not None else None
+    plan = planning.plan_sale(
+        call, cmd.customer, cmd.truck, reading, _deliveries_in(cmd.deliveries), _services_in(cmd.services),
+        lock=cmd.confirm,
+    )  # fmt: skip
+    if cmd.confirm:
+        planning.check_stock(call, plan)
+    # -- every check passed: from here on, only writes --
+    session = call.session
+    trx = Transaction(
+        customer_id=plan.customer.id,
+        truck_id=plan.truck.id,
+        driver_id=call.actor.id,
+        status="draft",
+        occurred_at=cmd.occurred_at,
+        created_at=call.now,
+        device_id=call.device_id,
+        last_modified=call.now,
+    )
+    _write_lines(trx, plan)
+    session.add(trx)
+    session.flush()
+    if cmd.confirm:
+        return _confirm(call, trx, plan, before=None)
+    audit(
+        session, call.actor.id, call.device_id, "create", "transaction", trx,
+        after=_doc(call, trx), **call.audit_context(),
+    )  # fmt: skip
+    record_change(session, "transaction", trx, doc=_doc(call, trx), scope=trx.driver_id)
+    return Outcome("transaction", trx)
+
+
+def _write_lines(trx: Transaction, plan: Plan) -> None:
+    """The lines and amounts as priced now (a draft's are a preview; a confirmed one's are final)."""
+    trx.customer_id, trx.truck_id = plan.customer.id, plan.truck.id
+    trx.deliveries = [
+        DeliveryLine(
+            equipment_id=d.equipment.id,
+            kind=d.kind,
+            qty=d.qty,
+            remaining_kg=d.remaining_kg,
+            unit_price=d.line.unit_price,
+            amount=d.line.amount,
+        )
+        for d in plan.deliveries
+    ]
+    trx.services = [
+        ServiceLine(service_id=s.service.id, qty=s.qty, unit_price=s.line.unit_price, amount=s.line.amount)
+        for s in plan.services
+    ]
+    meter = plan.meter
+    trx.meter_reading = meter.reading if meter is not None else None
+    trx.usage = meter.line.qty if meter is not None else None
+    trx.usage_amount = meter.line.amount if meter is not None else None
+    trx.subtotal, trx.gst, trx.total = plan.sums.subtotal, plan.sums.gst, plan.sums.total
+
+
+# -- confirm -----------------------------------------------------------------------------------------
+
+
+def _locked_transaction(call: Call, transaction_id: int) -> Transaction:
+    """The transaction, row-locked until the commit; another driver's is `not_found` like a missing one."""
+    session = call.session
+    session.flush()  # populate_existing must not overwrite this unit's unflushed changes
+    trx = session.execute(
+        select(Transaction)
+        .where(Transaction.id == transaction_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if trx is None:
+        raise planning.not_found("transaction", transaction_id)
+    ensure_visible(call.actor, trx.driver_id, "transaction", transaction_id)
+    return trx
+
+
+def _require_draft(trx: Transaction, action: str) -> None:
+    if trx.status != "draft":
+        raise InvalidState(
+            f"transaction {trx.id} is {trx.status}: only a draft can be {action}",
+            {"entity": "transaction", "id": trx.id, "status": trx.status},
+        )
+
+
+def confirm_transaction(call: Call, transaction_id: int) -> Outcome:
+    """Confirm a draft at today's prices: stock, meter reading, numbers, invoice, audit, feed."""
+    trx = _locked_transaction(call, transaction_id)
+    _require_draft(trx, "confirmed")
+    plan = planning.plan_sale(
+        call, trx.customer_id, trx.truck_id, trx.meter_reading,
+        [DeliveryInput(d.equipment_id, d.kind, d.qty, d.remaining_kg) for d in trx.deliveries],
+        [ServiceInput(s.service_id, s.qty) for s in trx.services],
+        lock=True,
+    )  # fmt: skip
+    planning.check_stock(call, plan)
+    # -- every check passed: from here on, only writes --
+    before = transaction_doc(call.session, trx)
+    trx.touch(call.now)
+    _write_lines(trx, plan)
+    return _confirm(call, trx, plan, before=before)
+
+
+def _confirm(call: Call, trx: Transaction, plan: Plan, before: dict[str, Any] | None) -> Outcome:
+    session = call.session
+    trx.status = "confirmed"
+    trx.confirmed_at = call.now
+    trx.number = number_for(session, "TRX", call.now, call.settings.timezone)  # always TRX before INV
+    movements = _move_stock(call, plan)
+    if plan.meter is not None:
+        _record_reading(call, plan, trx)
+    session.flush()
+    invoice = issue_invoice(call, trx, plan.customer, plan.lines, plan.sums)
+    audit(
+        session, call.actor.id, call.device_id, "confirm", "transaction", trx,
+        before=before, after=lambda: transaction_doc(session, trx, invoice),
+        created=before is None, stock=movements, invoice=invoice.number, **call.audit_context(),
+    )  # fmt: skip
+    record_change(session, "transaction", trx, doc=lambda: transaction_doc(session, trx, invoice), scope=trx.driver_id)
+    return Outcome("transaction", trx, warnings=list(plan.warnings), related={"invoice": invoice})
+
+
+def _move_stock(call: Call, plan: Plan) -> list[dict[str, Any]]:
+    """Apply the sale's movements to the rows `check_stock` locked; returns them for the audit entry."""
+    session = call.session
+    codes = {d.equipment.id: d.equipment.code for d in plan.deliveries}
+    movements = []
+    for key, delta in sorted(plan.deltas().items(), key=lambda kv: kv[0].sort_key()):
+        row = plan.stock[key]
+        for column, qty in delta.items():
+            setattr(row, column, getattr(row, column) + qty)
+        row.touch(call.now)
+        code = codes[key.equipment]
+        holder = "truck" if key.place == "truck" else "customer"
+        movements.append({"place": key.place, holder: key.holder, "equipment": code, **delta})
+        record_change(session, FEED_ENTITY[type(row)], row, doc=partial(stock_doc, row, code), scope=PUBLIC_SCOPE)
+    return movements
+
+
+def _record_reading(call: Call, plan: Plan, trx: Transaction) -> MeterReading:
+    assert plan.meter is not None
+    return _write_reading(
+        call, plan.customer.id, plan.meter.meter, plan.meter.reading, trx.occurred_at, trx.driver_id, trx.id
+    )
+
+
+def _write_reading(
+    call: Call,
+    customer_id: int,
+    meter: Meter | None,
+    value: Decimal,
+    occurred_at: Any,
+    driver_id: int,
+    transaction_id: int | None,
+) -> MeterReading:
+    """Record a reading and move the meter's last reading; a customer without a meter gets one now."""
+    session = call.session
+    if meter is None:
+        meter = Meter(customer_id=customer_id, serial=None, active=True, last_modified=call.now)
+        session.add(meter)
+        session.flush()
+    else:
+        meter.touch(call.now)
+    reading = MeterReading(
+        meter_id=meter.id,
+        customer_id=customer_id,
+        reading=value,
+        previous_reading=meter.last_reading,
+        usage=usage_of(value, meter.last_reading),
+        occurred_at=occurred_at,
+        recorded_at=call.now,
+        driver_id=driver_id,
+        transaction_id=transaction_id,
+        device_id=call.device_id,
+        last_modified=call.now,
+    )
+    meter.last_reading, meter.last_reading_at = value, occurred_at
+    session.add(reading)
+    session.flush()
+    audit(
+        session, call.actor.id, call.device_id, "create", "meter_reading", reading,
+        after=lambda: meter_reading_doc(reading), transaction=transaction_id, **call.audit_context(),
+    )  # fmt: skip
+    record_change(session, "meter_reading", reading, doc=lambda: meter_reading_doc(reading), scope=driver_id)
+    return reading
+
+
+# -- update and cancel -------------------------------------------------------------------------------
+
+
+def update_transaction(call: Call, cmd: TransactionUpdate) -> Outcome:
+    """Change a draft (last write wins: an older `base_version` is applied and reported as a conflict,
+    and the overwritten state is kept in the audit entry's `before`)."""
+    trx = _locked_transaction(call, cmd.id)
+    _require_draft(trx, "changed")
+    changed = cmd.changed()
+    for name in ("customer", "truck", "occurred_at", "deliveries", "services"):
+        if name in changed and getattr(cmd, name) is None:
+            raise ValidationError(f"'{name}' may not be null", name)
+    if cmd.base_version is not None and cmd.base_version > trx.version:
+        raise ValidationError(
+            f"base_version {cmd.base_version} is newer than the record's version {trx.version}", "base_version"
+        )
+    if cmd.occurred_at is not None:
+        check_occurred_at(call, cmd.occurred_at)
+    reading = trx.meter_reading  # `meter: null` clears it
+    if "meter" in changed:
+        reading = cmd.meter.reading if cmd.meter is not None else None
+    deliveries = (
+        _deliveries_in(cmd.deliveries)
+        if cmd.deliveries is not None
+        else [DeliveryInput(d.equipment_id, d.kind, d.qty, d.remaining_kg) for d in trx.deliveries]
+    )
+    services = (
+        _services_in(cmd.services)
+        if cmd.services is not None
+        else [ServiceInput(s.service_id, s.qty) for s in trx.services]
+    )
+    plan = planning.plan_sale(
+        call, cmd.customer or trx.customer_id, cmd.truck or trx.truck_id, reading, deliveries, services,
+        lock=False, judge_meter="meter" in changed or "customer" in changed,
+    )  # fmt: skip
+    # -- every check passed: from here on, only writes --
+    session = call.session
+    before = transaction_doc(session, trx)
+    conflict = None
+    if cmd.base_version is not None and cmd.base_version < trx.version:
+        conflict = {"base_version": cmd.base_version, "overwritten_version": trx.version, "policy": "last_write_wins"}
+    if cmd.occurred_at is not None:
+        trx.occurred_at = cmd.occurred_at
+    _write_lines(trx, plan)
+    trx.touch(call.now)
+    session.flush()
+    audit(
+        session, call.actor.id, call.device_id, "update", "transaction", trx,
+        before=before, after=_doc(call, trx), conflict=conflict, **call.audit_context(),
+    )  # fmt: skip
+    record_change(session, "transaction", trx, doc=_doc(call, trx), scope=trx.driver_id)
+    return Outcome("transaction", trx, conflict=conflict)
+
+
+def cancel_transaction(call: Call, transaction_id: int) -> Outcome:
+    """Cancel a draft; a confirmed transaction is never cancelled (`invalid_state`)."""
+    trx = _locked_transaction(call, transaction_id)
+    _require_draft(trx, "cancelled")
+    session = call.session
+    before = transaction_doc(session, trx)
+    trx.status = "cancelled"
+    trx.cancelled_at = call.now
+    trx.touch(call.now)
+    audit(
+        session, call.actor.id, call.device_id, "cancel", "transaction", trx,
+        before=before, after=_doc(call, trx), **call.audit_context(),
+    )  # fmt: skip
+    record_change(session, "transaction", trx, doc=_doc(call, trx), scope=trx.driver_id)
+    return Outcome("transaction", trx)
+
+
+# -- a reading without a sale ------------------------------------------------------------------------
+
+
+def record_meter_reading(call: Call, cmd: MeterReadingCreate) -> Outcome:
+    """A reading taken without a sale (a new meter's baseline, a check). It is judged like any other
+    (`meter_regression`) and becomes the meter's last reading, so the next sale's usage starts from it."""
+    check_occurred_at(call, cmd.occurred_at)
+    customer = lookups.customer(call.session, cmd.customer)
+    meter = planning.customer_meter(call, customer.id, lock=True)
+    planning.check_regression(customer.id, meter, cmd.reading)
+    # -- every check passed: from here on, only writes --
+    reading = _write_reading(call, customer.id, meter, cmd.reading, cmd.occurred_at, call.actor.id, None)
+    return Outcome("meter_reading", reading)
