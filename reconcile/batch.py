@@ -51,7 +51,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.feed.services import current_seq
-from domain.ledger import ledger_of
+from domain.ledger import ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
 from domain.service import Call, Outcome
 from domain.settings import Settings
@@ -325,6 +325,8 @@ class Runner:
         savepoint = self.session.begin_nested() if self.savepoints else None
         try:
             outcome = op.run(call, command)
+            # Freeze this change's audit snapshots now: a later change of the batch may touch the same record.
+            settle_audits(self.session)
             if savepoint is not None:
                 savepoint.commit()
         except DomainError as exc:
