@@ -62,11 +62,14 @@ def routers() -> list[Router]:
     from domain.logistics.api import router as logistics
     from domain.reports.api import router as reports
     from domain.sales.api import router as sales
-    from sync.api import router as sync
     from sync.changes import router as pull
     from sync.couch import router as couchdb
+    from sync.push import router as push
 
-    return [system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, sync, pull, couchdb, reports, docs]
+    return [
+        system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, push, pull, couchdb, reports,
+        docs,
+    ]  # fmt: skip
 
 
 def all_endpoints() -> list[Endpoint]:

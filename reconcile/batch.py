@@ -1,0 +1,555 @@
+"""Applying a device's batch of changes: the heart of the sync protocol.
+
+The steps, numbered as in the code (sync-protocol.md "Push"):
+
+1. Lock the device row (created on first push, registered to that user; another user is refused). Two
+   pushes from one device, such as a retry racing its original, are serialized here, so the loser sees
+   the winner's changes as duplicates.
+2. Prefetch the device's idempotency records and open rejections for every temp id the batch names.
+3. For each change, in order: idempotency (same key + same content -> `duplicate` with the stored
+   result; other content -> `idempotency_key_reuse`), op lookup, temp-id references (this batch's id map,
+   then the persistent one; a refused one -> `dependency_rejected` naming the cause, an unknown one ->
+   `unknown_reference`), validation into the op's command, then the one service call.
+4. Write the effects with multi-row statements: the services' rows (one ORM flush), the idempotency
+   records, the rejection list, the device registry; the unit of work then writes feed and audit rows.
+5. Commit (or, for a dry run, roll back) and answer with `id_map`, `results`, `server_ts`, `last_seq`.
+
+Each change is its own atomic unit without paying a SAVEPOINT per change: services check everything
+before they mutate anything (check-then-act), so a refused change has changed nothing and the batch goes
+on in the same transaction. When that cannot be trusted (a service added records or recorded changes
+before refusing, or the database refused the flush), the whole batch is rolled back and run again with a
+SAVEPOINT around each change: slower, and exact. With `atomic: true` the first refusal rolls back all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from domain.accounts.models import Device
+from domain.accounts.policy import Actor
+from domain.clock import rfc3339, utcnow
+from domain.db import Database, UnitOfWork
+from domain.errors import (
+    DependencyRejected,
+    DomainError,
+    Forbidden,
+    IdempotencyKeyReuse,
+    InvalidState,
+    UnknownReference,
+    ValidationError,
+)
+from domain.feed.services import current_seq
+from domain.ledger import ledger_of, settle_audits
+from domain.logistics.stock import forget_locks
+from domain.service import Call, Outcome
+from domain.settings import Settings
+from domain.wire import parse
+from reconcile.envelope import Change, Envelope
+from reconcile.models import AppliedChange, RejectedChange
+from reconcile.ops import OPS, Op, references_of
+from reconcile.tripwire import added_count
+
+log = logging.getLogger("lpg.reconcile")
+ATTEMPTS = 5
+
+
+class Fallback(Exception):
+    """The fast path cannot vouch for this batch: run it again with a savepoint per change."""
+
+
+def fingerprint(change: Change) -> str:
+    """Equal after decoding means the same change: key order and encoding do not matter."""
+    return hashlib.sha256(orjson.dumps([change.op, change.data], option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass
+class Result:
+    change: Change
+    fingerprint: str
+    status: str = "rejected"
+    entity: str | None = None
+    outcome: Outcome | None = None
+    version: int | None = None
+    number: str | None = None
+    server_ts: datetime | None = None
+    error: DomainError | None = None
+    stored: dict[str, Any] | None = None  # a duplicate's stored result
+    twin: Result | None = None  # a duplicate of a change applied earlier in this same batch
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.status == "duplicate":
+            stored = self.twin.to_wire() if self.twin is not None else self.stored
+            assert stored is not None
+            return {**stored, "status": "duplicate"}
+        if self.status == "rejected":
+            assert self.error is not None
+            return {"client_temp_id": self.change.client_temp_id, "status": "rejected", "error": self.error.to_dict()}
+        assert self.outcome is not None
+        body: dict[str, Any] = {
+            "client_temp_id": self.change.client_temp_id,
+            "status": "applied",
+            "entity": self.entity,
+            "id": self.outcome.id,
+        }
+        if self.number:
+            body["number"] = self.number
+        body["version"] = self.version
+        body["server_ts"] = rfc3339(self.server_ts)
+        if self.outcome.warnings:
+            body["warnings"] = self.outcome.warnings
+        if self.outcome.related:
+            body["related"] = {name: _ref(obj) for name, obj in self.outcome.related.items()}
+        if self.outcome.conflict:
+            body["conflict"] = self.outcome.conflict
+        return body
+
+
+def _ref(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    ref: dict[str, Any] = {"id": obj.id}
+    if getattr(obj, "number", None):
+        ref["number"] = obj.number
+    return ref
+
+
+@dataclass
+class Runner:
+    """One attempt at one batch, inside one unit of work."""
+
+    uow: UnitOfWork
+    actor: Actor
+    envelope: Envelope
+    batch_id: str
+    savepoints: bool
+    resolver: int | None = None  # who resolves open rejections (the replaying admin, else the actor)
+    results: list[Result] = field(default_factory=list)
+    applied: dict[str, Result] = field(default_factory=dict)  # this batch's id map
+    refused: dict[str, str] = field(default_factory=dict)  # temp id -> error code, this batch
+    known: dict[str, AppliedChange] = field(default_factory=dict)  # earlier batches' records
+    open_rejections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def session(self) -> Session:
+        return self.uow.session
+
+    @property
+    def settings(self) -> Settings:
+        return self.uow.settings
+
+    # -- 1. the device -----------------------------------------------------------------------------
+
+    def lock_device(self, now: datetime) -> Device:
+        """The device row, locked; created and registered to this user on its first push."""
+        device_id = self.envelope.device_id
+        values = {
+            "device_id": device_id,
+            "user_id": self.actor.id,
+            "first_seen": now,
+            "version": 1,
+            "last_modified": now,
+        }
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(sqlite_dialect.insert(Device).values(values).on_conflict_do_nothing())
+        else:
+            stmt = mysql_dialect.insert(Device).values(values)
+            self.session.execute(stmt.on_duplicate_key_update({"id": Device.__table__.c.id}))
+        device = self.session.execute(
+            select(Device).where(Device.device_id == device_id).with_for_update()
+        ).scalar_one()
+        if device.user_id != self.actor.id:
+            raise Forbidden(
+                f"device {device_id} is registered to another user",
+                {"device_id": device_id},
+            )
+        return device
+
+    # -- 2. what this device pushed before ------------------------------------------------------------
+
+    def prefetch(self) -> None:
+        names: set[str] = set()
+        for change in self.envelope.changes:
+            names.add(change.client_temp_id)
+            op = OPS.get(change.op)
+            if op is None:
+                continue
+            try:
+                refs = references_of(op)
+            except (ImportError, AttributeError):
+                continue
+            for field_name in refs:
+                value = change.data.get(field_name)
+                if isinstance(value, str):
+                    names.add(value)
+        if not names:
+            return
+        device_id = self.envelope.device_id
+        for chunk in _chunks(sorted(names), 500):
+            for record in self.session.scalars(
+                select(AppliedChange).where(
+                    AppliedChange.device_id == device_id, AppliedChange.client_temp_id.in_(chunk)
+                )
+            ):
+                self.known[record.client_temp_id] = record
+            for temp_id, code in self.session.execute(
+                select(RejectedChange.client_temp_id, RejectedChange.error_code)
+                .where(
+                    RejectedChange.device_id == device_id,
+                    RejectedChange.client_temp_id.in_(chunk),
+                    RejectedChange.resolved_at.is_(None),
+                )
+                .order_by(RejectedChange.id)
+            ):
+                self.open_rejections[temp_id] = code  # the latest wins
+
+    # -- 3. each change --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for change in self.envelope.changes:
+            result = self.apply(change)
+            self.results.append(result)
+            if result.status == "rejected":
+                self.refused[change.client_temp_id] = result.error.code  # type: ignore[union-attr]
+                if self.envelope.atomic:
+                    return
+
+    def apply(self, change: Change) -> Result:
+        result = Result(change, fingerprint(change))
+        temp_id = change.client_temp_id
+        earlier = self.applied.get(temp_id)
+        if earlier is not None:  # the same key twice in one batch
+            if earlier.fingerprint == result.fingerprint:
+                result.status, result.twin, result.entity = "duplicate", earlier, earlier.entity
+                return result
+            return self._refuse(
+                result,
+                IdempotencyKeyReuse(
+                    f"{temp_id} was already used in this batch for another change", {"client_temp_id": temp_id}
+                ),
+            )
+        known = self.known.get(temp_id)
+        if known is not None:
+            if known.fingerprint == result.fingerprint:
+                result.status, result.stored = "duplicate", orjson.loads(known.result)
+                result.entity = known.entity
+                return result
+            return self._refuse(
+                result,
+                IdempotencyKeyReuse(
+                    f"{temp_id} was already applied with other content", {"client_temp_id": temp_id, "op": known.op}
+                ),
+            )
+        op = OPS.get(change.op)
+        if op is None:
+            return self._refuse(result, ValidationError(f"unknown op {change.op!r}", "op", {"supported": sorted(OPS)}))
+        try:
+            data = self.resolve(op, change.data)
+            command = parse(op.command_class, data, prefix="data.")
+        except DomainError as exc:
+            return self._refuse(result, exc)
+        return self.call(op, command, result)
+
+    def resolve(self, op: Op, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace temp ids by permanent ids: this batch's id map first, then the persistent one."""
+        refs = references_of(op)
+        resolved = dict(data)
+        for field_name, entity in refs.items():
+            value = data.get(field_name)
+            if isinstance(value, str):
+                resolved[field_name] = self.permanent_id(value, entity, field_name)
+        return resolved
+
+    def permanent_id(self, temp_id: str, entity: str, field_name: str) -> int:
+        if temp_id in self.applied:
+            found = self.applied[temp_id]
+            self._same_entity(found.entity, entity, temp_id, field_name)
+            assert found.outcome is not None
+            if found.outcome.record.id is None:
+                self.session.flush()  # the referenced record was created earlier in this batch
+            return found.outcome.id
+        if temp_id in self.refused:
+            raise DependencyRejected(
+                f"{temp_id} was refused, so this change that depends on it is refused too",
+                {"field": f"data.{field_name}", "cause": {"client_temp_id": temp_id, "code": self.refused[temp_id]}},
+            )
+        known = self.known.get(temp_id)
+        if known is not None and known.entity_id is not None:
+            self._same_entity(known.entity, entity, temp_id, field_name)
+            return known.entity_id
+        if temp_id in self.open_rejections:
+            raise DependencyRejected(
+                f"{temp_id} was refused earlier, so this change that depends on it is refused too",
+                {
+                    "field": f"data.{field_name}",
+                    "cause": {"client_temp_id": temp_id, "code": self.open_rejections[temp_id]},
+                },
+            )
+        raise UnknownReference(
+            f"{temp_id} is not a record of this device: push the change that creates it first",
+            {"field": f"data.{field_name}", "client_temp_id": temp_id},
+        )
+
+    @staticmethod
+    def _same_entity(found: str | None, wanted: str, temp_id: str, field_name: str) -> None:
+        if found != wanted:
+            raise ValidationError(
+                f"{temp_id} is a {found}, not a {wanted}", f"data.{field_name}", {"client_temp_id": temp_id}
+            )
+
+    def call(self, op: Op, command: Any, result: Result) -> Result:
+        change = result.change
+        now = utcnow()
+        call = Call(
+            self.session,
+            self.actor,
+            self.settings,
+            device_id=self.envelope.device_id,
+            client_temp_id=change.client_temp_id,
+            batch_id=self.batch_id,
+            now=now,
+        )
+        ledger = ledger_of(self.session)
+        mark, added = ledger.mark(), added_count(self.session)
+        savepoint = self.session.begin_nested() if self.savepoints else None
+        try:
+            outcome = op.run(call, command)
+            # Freeze this change's audit snapshots now: a later change of the batch may touch the same record.
+            settle_audits(self.session)
+            if savepoint is not None:
+                savepoint.commit()
+        except DomainError as exc:
+            if savepoint is not None:
+                self._undo(savepoint, mark)
+            elif ledger.mark() != mark or added_count(self.session) != added:
+                raise Fallback(f"{op.name} refused after changing state") from exc
+            return self._refuse(result, exc)
+        except SQLAlchemyError as exc:
+            if savepoint is None or (isinstance(exc, DBAPIError) and self.uow.db.is_retryable(exc)):
+                raise
+            self._undo(savepoint, mark)
+            log.warning("the database refused %s %s: %s", op.name, change.client_temp_id, exc)
+            return self._refuse(
+                result,
+                InvalidState("the database refused this change", {"reason": str(getattr(exc, "orig", exc))[:300]}),
+            )
+        result.status, result.entity, result.outcome = "applied", outcome.entity, outcome
+        result.version, result.number, result.server_ts = outcome.version, outcome.number, now
+        self.applied[change.client_temp_id] = result
+        return result
+
+    def _undo(self, savepoint: Any, mark: tuple[int, int]) -> None:
+        savepoint.rollback()
+        ledger_of(self.session).rollback_to(mark)
+        forget_locks(self.session)  # rows changed in the savepoint were expired: lock and read again
+
+    def _refuse(self, result: Result, error: DomainError) -> Result:
+        result.status, result.error = "rejected", error
+        return result
+
+    # -- 4. effects -------------------------------------------------------------------------------------
+
+    def finish(self, device: Device, now: datetime) -> None:
+        """Flush the services' rows, then write idempotency records, rejections and the device counters."""
+        self.session.flush()
+        applied = [r for r in self.results if r.status == "applied"]
+        if applied:
+            rows = [
+                {
+                    "device_id": self.envelope.device_id,
+                    "client_temp_id": r.change.client_temp_id,
+                    "op": r.change.op,
+                    "fingerprint": r.fingerprint,
+                    "entity": r.entity,
+                    "entity_id": r.outcome.id,  # type: ignore[union-attr]
+                    "result": orjson.dumps(r.to_wire()).decode(),
+                    "created_at": now,
+                }
+                for r in applied
+            ]
+            for chunk in _chunks(rows, 400):
+                self.session.execute(insert(AppliedChange), chunk)
+            self.resolve_rejections([r.change.client_temp_id for r in applied], now)
+        self.write_rejections([r for r in self.results if r.status == "rejected"], now)
+        counts = self.counts()
+        device.applied_count += counts["applied"]
+        device.duplicate_count += counts["duplicate"]
+        device.rejected_count += counts["rejected"]
+        device.last_push_at = now
+        if self.envelope.app_version:
+            device.app_version = self.envelope.app_version
+        if self.envelope.device_time is not None:
+            device.clock_skew_ms = int((self.envelope.device_time - now).total_seconds() * 1000)
+        device.touch(now)
+
+    def resolve_rejections(self, temp_ids: list[str], now: datetime) -> None:
+        open_ids = [t for t in temp_ids if t in self.open_rejections]
+        for chunk in _chunks(open_ids, 500):
+            self.session.execute(
+                update(RejectedChange)
+                .where(
+                    RejectedChange.device_id == self.envelope.device_id,
+                    RejectedChange.client_temp_id.in_(chunk),
+                    RejectedChange.resolved_at.is_(None),
+                )
+                .values(resolved_at=now, resolved_by=self.resolver or self.actor.id)
+            )
+
+    def write_rejections(self, rejected: list[Result], now: datetime) -> None:
+        rows = [
+            {
+                "device_id": self.envelope.device_id,
+                "client_temp_id": r.change.client_temp_id,
+                "op": r.change.op[:40],
+                "payload": orjson.dumps(r.change.raw).decode(),
+                "error_code": r.error.code,  # type: ignore[union-attr]
+                "error": orjson.dumps(r.error.to_dict()).decode(),  # type: ignore[union-attr]
+                "user_id": self.actor.id,
+                "created_at": now,
+            }
+            for r in rejected
+        ]
+        for chunk in _chunks(rows, 400):
+            self.session.execute(insert(RejectedChange), chunk)
+
+    def counts(self) -> dict[str, int]:
+        counts = {"applied": 0, "duplicate": 0, "rejected": 0}
+        for r in self.results:
+            counts[r.status] += 1
+        return counts
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# -- the protocol, end to end ----------------------------------------------------------------------------
+
+
+def apply_batch(
+    db: Database,
+    actor: Actor,
+    envelope: Envelope,
+    *,
+    dry_run: bool = False,
+    batch_id: str | None = None,
+    resolver: int | None = None,
+) -> dict[str, Any]:
+    """Run a push (or a replay) and build the response. Deadlock victims are retried whole."""
+    batch_id = batch_id or uuid.uuid4().hex
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _attempt(db, actor, envelope, dry_run, batch_id, resolver)
+        except DBAPIError as exc:
+            if attempt == ATTEMPTS or not db.is_retryable(exc):
+                raise
+            log.warning("retrying batch %s after %s", batch_id, exc.orig)
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    db: Database, actor: Actor, envelope: Envelope, dry_run: bool, batch_id: str, resolver: int | None
+) -> dict[str, Any]:
+    now = utcnow()
+    try:
+        runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=False)
+    except Fallback as exc:
+        log.info("batch %s: %s; applying change by change", batch_id, exc)
+        runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=True)
+    return _response(db, runner, now, dry_run)
+
+
+def _run(
+    db: Database,
+    actor: Actor,
+    envelope: Envelope,
+    dry_run: bool,
+    batch_id: str,
+    resolver: int | None,
+    now: datetime,
+    *,
+    savepoints: bool,
+) -> Runner:
+    with db.unit() as uow:
+        runner = Runner(uow, actor, envelope, batch_id, savepoints, resolver)
+        device = runner.lock_device(now)  # 1.
+        runner.prefetch()  # 2.
+        runner.run()  # 3.
+        atomic_failed = envelope.atomic and any(r.status == "rejected" for r in runner.results)
+        if atomic_failed:
+            _roll_back_all(runner)
+            uow.rollback()
+            if not dry_run:
+                _record_atomic_refusal(db, actor, envelope, runner, now)
+            return runner
+        try:
+            runner.finish(device, now)  # 4.
+        except DBAPIError as exc:
+            if db.is_retryable(exc) or savepoints:
+                raise
+            raise Fallback(f"the database refused the batch's writes: {exc.orig}") from exc
+        if dry_run:
+            uow.rollback()
+        else:
+            uow.commit()  # 5.
+    return runner
+
+
+def _roll_back_all(runner: Runner) -> None:
+    """`atomic: true`: one refusal undoes the batch; every other change says it was rolled back."""
+    culprit = next(r for r in runner.results if r.status == "rejected")
+    cause = {"client_temp_id": culprit.change.client_temp_id, "code": culprit.error.code}  # type: ignore[union-attr]
+    done = {r.change.client_temp_id for r in runner.results}
+    pending = [Result(c, fingerprint(c)) for c in runner.envelope.changes if c.client_temp_id not in done]
+    runner.results.extend(pending)
+    for result in runner.results:
+        if result is culprit or result.status == "duplicate":
+            continue
+        result.status, result.outcome = "rejected", None
+        result.error = DomainError(
+            f"the atomic batch was rolled back because {cause['client_temp_id']} was refused",
+            {"cause": cause},
+            code="rolled_back",
+        )
+
+
+def _record_atomic_refusal(db: Database, actor: Actor, envelope: Envelope, runner: Runner, now: datetime) -> None:
+    """The refused atomic batch goes to the rejection list (its own small unit, after the rollback)."""
+    with db.unit() as uow:
+        writer = Runner(uow, actor, envelope, runner.batch_id, False)
+        device = writer.lock_device(now)
+        writer.results = runner.results
+        writer.write_rejections([r for r in runner.results if r.status == "rejected"], now)
+        counts = writer.counts()
+        device.rejected_count += counts["rejected"]
+        device.duplicate_count += counts["duplicate"]
+        device.last_push_at = now
+        device.touch(now)
+        uow.commit()
+
+
+def _response(db: Database, runner: Runner, now: datetime, dry_run: bool) -> dict[str, Any]:
+    results = [r.to_wire() for r in runner.results]
+    id_map: dict[str, Any] = {}
+    for wire in results:
+        if wire["status"] in ("applied", "duplicate"):
+            entry = {"entity": wire["entity"], "id": wire["id"]}
+            if wire.get("number"):
+                entry["number"] = wire["number"]
+            id_map[wire["client_temp_id"]] = entry
+    last_seq = db.read(current_seq)
+    response: dict[str, Any] = {"server_ts": rfc3339(now), "id_map": id_map, "results": results, "last_seq": last_seq}
+    if dry_run:
+        response["dry_run"] = True
+    return response

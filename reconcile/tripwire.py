@@ -1,0 +1,19 @@
+"""How many objects a session has had added: the fast path's check that a refused change added nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+KEY = "lpg_added"
+
+
+@event.listens_for(Session, "transient_to_pending")
+def _count_added(session: Session, _instance: Any) -> None:
+    session.info[KEY] = session.info.get(KEY, 0) + 1
+
+
+def added_count(session: Session) -> int:
+    return int(session.info.get(KEY, 0))
