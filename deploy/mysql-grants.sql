@@ -25,6 +25,8 @@ GRANT SELECT ON `lpg`.`alembic_version` TO 'lpg'@'%';
 
 -- Everything else the application reads and writes.
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`change_feed` TO 'lpg'@'%';
+-- kept up to date by triggers on change_feed (pending counts for pulls)
+GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`change_feed_counts` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`couch_local_docs` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`counters` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`customer_prices` TO 'lpg'@'%';

@@ -34,6 +34,7 @@ from domain.errors import (
     DomainError,
     InvalidToken,
     NotAuthenticated,
+    NotFound,
     PayloadTooLarge,
     ValidationError,
     error_body,
@@ -48,6 +49,7 @@ T = TypeVar("T")
 PUBLIC, USER, ADMIN = "public", "user", "admin"
 # The handler authenticates by itself (the CouchDB surface: bearer or HTTP Basic, CouchDB error shape).
 SELF_AUTH = "self"
+MAX_ID = 2**63 - 1
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -300,6 +302,9 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             if user is not None:
                 request.state.user_id = user.id  # for the access log
             ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt)
+            for name, value in ctx.path.items():
+                if isinstance(value, int) and not 0 < value <= MAX_ID:  # no row has such an id
+                    raise NotFound(f"no record has {name} {value}", {name: str(value)})
             ctx.query = _parse_query(endpoint.query, request)
             if endpoint.body is not None or endpoint.raw_body or endpoint.method in {"POST", "PUT", "PATCH"}:
                 raw = await read_body(request, limit)
@@ -385,7 +390,7 @@ def routes_for(endpoints: Iterable[Endpoint], state: AppState) -> list[Route]:
 class PageQuery(Query):
     """`page` (from 1) and `page_size` (1 to 500, default 50) on every list."""
 
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=500)
 
 

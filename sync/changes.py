@@ -171,7 +171,13 @@ def _device_header(ctx: Ctx) -> str | None:
 # -- GET /api/v1/sync/changes ------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/sync/changes", query=ChangesQuery, auth=USER, errors=("validation_error",))
+@router.get(
+    "/api/v1/sync/changes",
+    query=ChangesQuery,
+    auth=USER,
+    errors=("validation_error",),
+    extra_content=("application/x-ndjson",),
+)
 def changes(ctx: Ctx) -> Response:
     """The changes after `since` in the caller's scope, compacted (normal, longpoll or continuous)."""
     q: ChangesQuery = ctx.query

@@ -25,7 +25,7 @@ from domain.wire import parse
 router = Router("catalog")
 
 READ_ERRORS = ("validation_error", "not_authenticated", "invalid_token", "token_expired")
-WRITE_ERRORS = (*READ_ERRORS, "forbidden", "read_only_field", "conflict")
+WRITE_ERRORS = (*READ_ERRORS, "forbidden", "read_only_field", "conflict", "not_found")
 Filter = Annotated[str, Field(min_length=1, max_length=100)]
 
 

@@ -62,6 +62,8 @@ schema = schemathesis.openapi.from_dict(openapi_document(all_endpoints()))
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_operation_keeps_its_contract(case: Any, app: Any, demo: Any, settings: Any) -> None:
     roles = [bearer(settings, user_id(demo, name)) for name in ("admin", "driver1")]
+    if case.path == "/api/v1/sync/changes":  # longpoll and continuous wait `timeout` ms (30 s by default)
+        case.query = {**(case.query or {}), "timeout": 100}
     with asgi.get_client(app) as client:
         for headers in roles:
             case.call_and_validate(session=client, base_url=BASE_URL, headers=headers, checks=CHECKS)

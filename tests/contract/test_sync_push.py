@@ -78,8 +78,9 @@ def test_field_day_lost_response_push_again(
 ) -> None:
     """A tablet creates a customer and a confirmed sale offline, pushes, loses the answer, pushes again."""
     customers_before = count(demo, Customer)
-    first = push(client, driver_headers, spec_example(), fmt=fmt)
-    again = push(client, driver_headers, spec_example(), fmt="msgpack" if fmt == "json" else "json")
+    queue = spec_example()  # the tablet's queue: the very same changes, sent twice
+    first = push(client, driver_headers, queue, fmt=fmt)
+    again = push(client, driver_headers, queue, fmt="msgpack" if fmt == "json" else "json")
     assert again["id_map"] == first["id_map"]
     for before, after in zip(first["results"], again["results"], strict=True):
         assert after["status"] == "duplicate"
