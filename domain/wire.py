@@ -20,7 +20,7 @@ from domain.errors import ReadOnlyField, ValidationError
 _DECIMAL = re.compile(r"^-?\d{1,12}(\.\d+)?$")
 
 
-def _decimal_string(places: int, signed: bool) -> Any:
+def _decimal_string(places: int, signed: bool, integer_digits: int) -> Any:
     def check(value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, str):
             raise ValueError('must be a decimal string such as "12.70", never a number')
@@ -29,29 +29,33 @@ def _decimal_string(places: int, signed: bool) -> Any:
         decimals = len(value.split(".", 1)[1]) if "." in value else 0
         if decimals > places:
             raise ValueError(f"at most {places} decimal places")
+        if len(value.lstrip("-").split(".", 1)[0].lstrip("0")) > integer_digits:
+            raise ValueError(f"at most {integer_digits} digits before the decimal point")
         return Decimal(value)
 
     return check
 
 
-def _decimal_schema(places: int, signed: bool) -> dict[str, Any]:
-    pattern = (r"^-?" if signed else r"^") + r"\d{1,12}(\.\d{1,%d})?$" % places
+def _decimal_schema(places: int, signed: bool, integer_digits: int) -> dict[str, Any]:
+    pattern = (r"^-?" if signed else r"^") + r"0*\d{1,%d}(\.\d{1,%d})?$" % (integer_digits, places)
     return {"type": "string", "pattern": pattern, "examples": ["12.70"]}
 
 
-def DecimalString(places: int = 2, signed: bool = False) -> Any:  # noqa: N802 (a type factory)
+def DecimalString(places: int = 2, signed: bool = False, integer_digits: int = 10) -> Any:  # noqa: N802
+    """A decimal string that fits its column: `places` decimals, `integer_digits` before the point
+    (Numeric(12, 2) money holds 10), so an over-long value is a validation_error, never a database error."""
     return Annotated[
         Decimal,
-        BeforeValidator(_decimal_string(places, signed)),
+        BeforeValidator(_decimal_string(places, signed, integer_digits)),
         PlainSerializer(lambda d: str(d), return_type=str),
-        WithJsonSchema(_decimal_schema(places, signed)),
+        WithJsonSchema(_decimal_schema(places, signed, integer_digits)),
     ]
 
 
-MoneyStr = DecimalString(2)
-RateStr = DecimalString(4)
-ReadingStr = DecimalString(2)
-KgStr = DecimalString(2)
+MoneyStr = DecimalString(2)  # Numeric(12, 2)
+RateStr = DecimalString(4, integer_digits=8)  # Numeric(12, 4)
+ReadingStr = DecimalString(2, integer_digits=12)  # Numeric(14, 2)
+KgStr = DecimalString(2, integer_digits=8)  # Numeric(10, 2)
 
 
 def _strict_int(value: Any) -> int:
