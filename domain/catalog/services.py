@@ -105,8 +105,7 @@ def _unique(session: Session, model: Any, column: str, value: object, entity: st
 
 
 def _created(call: Call, entity: str, row: Any, doc: Callable[[], dict[str, Any]]) -> Outcome:
-    call.session.add(row)
-    call.session.flush()  # the outcome carries the new record's id
+    call.session.add(row)  # its id comes with the next flush (the REST handler's, or a sync batch's single one)
     record_change(call.session, entity, row, doc=doc)
     audit(call.session, call.actor.id, call.device_id, "create", entity, row, after=doc, **call.audit_context())
     return Outcome(entity, row)
@@ -253,6 +252,11 @@ def create_customer(call: Call, cmd: CustomerCreate) -> Outcome:
         last_modified=call.now,
     )
     session.add(customer)
+    if cmd.meter is None and not planned:
+        # The usual tablet case: nothing else to write, and the document needs no query (a sync batch of
+        # new customers is then written with one multi-row INSERT at the end).
+        no_prices: dict[str, dict[str, str]] = {"equipment": {}, "services": {}}
+        return _created(call, "customer", customer, lambda: customer_doc(customer, [], no_prices))
     session.flush()  # the meter and prices need the customer's id
     if cmd.meter is not None:
         session.add(Meter(customer_id=customer.id, serial=serial, version=1, last_modified=call.now))
