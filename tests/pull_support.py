@@ -148,7 +148,7 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 30.0) -> None:
         import time
 
-        import httpx
+        import httpx2 as httpx
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

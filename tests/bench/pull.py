@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import msgpack
 import orjson
 from sqlalchemy import create_engine
