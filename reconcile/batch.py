@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.feed.services import current_seq
+from domain.invoicing.outputs.mail import after_confirms
 from domain.ledger import ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
 from domain.service import Call, Outcome
@@ -63,6 +65,16 @@ from reconcile.tripwire import added_count
 
 log = logging.getLogger("lpg.reconcile")
 ATTEMPTS = 5
+CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the ops that can issue an invoice
+
+# Called once a batch has committed (never for a dry run or a refused atomic batch) with the ids of the
+# invoices its confirms issued. Duplicates issue nothing: their invoice was handed over when first applied.
+AfterCommit = Callable[[Database, list[int]], object]
+
+
+def email_issued_invoices(db: Database, invoice_ids: list[int]) -> None:
+    """The default hook: LPG_AUTO_EMAIL's background e-mail of each new invoice (nothing when it is off)."""
+    after_confirms(db, db.settings, invoice_ids)
 
 
 class Fallback(Exception):
@@ -140,6 +152,7 @@ class Runner:
     refused: dict[str, str] = field(default_factory=dict)  # temp id -> error code, this batch
     known: dict[str, AppliedChange] = field(default_factory=dict)  # earlier batches' records
     open_rejections: dict[str, str] = field(default_factory=dict)
+    committed: bool = False
 
     @property
     def session(self) -> Session:
@@ -432,6 +445,16 @@ class Runner:
         for chunk in _chunks(rows, 400):
             self.session.execute(insert(RejectedChange), chunk)
 
+    def issued_invoices(self) -> list[int]:
+        """The invoices this batch's confirms issued, in batch order."""
+        ids = []
+        for r in self.results:
+            if r.status == "applied" and r.change.op in CONFIRM_OPS and r.outcome is not None:
+                invoice = r.outcome.related.get("invoice")
+                if invoice is not None:
+                    ids.append(int(invoice.id))
+        return ids
+
     def counts(self) -> dict[str, int]:
         counts = {"applied": 0, "duplicate": 0, "rejected": 0}
         for r in self.results:
@@ -454,29 +477,39 @@ def apply_batch(
     dry_run: bool = False,
     batch_id: str | None = None,
     resolver: int | None = None,
+    after_commit: AfterCommit | None = email_issued_invoices,
 ) -> dict[str, Any]:
-    """Run a push (or a replay) and build the response. Deadlock victims are retried whole."""
+    """Run a push (or a replay) and build the response. Deadlock victims are retried whole. Once the batch
+    has committed, `after_commit` gets the invoices its confirms issued (outside the transaction)."""
     batch_id = batch_id or uuid.uuid4().hex
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _attempt(db, actor, envelope, dry_run, batch_id, resolver)
+            runner, response = _attempt(db, actor, envelope, dry_run, batch_id, resolver)
         except DBAPIError as exc:
             if attempt == ATTEMPTS or not db.is_retryable(exc):
                 raise
             log.warning("retrying batch %s after %s", batch_id, exc.orig)
+            continue
+        issued = runner.issued_invoices() if runner.committed else []
+        if issued and after_commit is not None:
+            try:
+                after_commit(db, issued)
+            except Exception:  # the batch has committed: its answer must reach the device regardless
+                log.exception("batch %s: the after-commit hook failed for invoices %s", batch_id, issued)
+        return response
     raise AssertionError("unreachable")
 
 
 def _attempt(
     db: Database, actor: Actor, envelope: Envelope, dry_run: bool, batch_id: str, resolver: int | None
-) -> dict[str, Any]:
+) -> tuple[Runner, dict[str, Any]]:
     now = utcnow()
     try:
         runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=False)
     except Fallback as exc:
         log.info("batch %s: %s; applying change by change", batch_id, exc)
         runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=True)
-    return _response(db, runner, now, dry_run)
+    return runner, _response(db, runner, now, dry_run)
 
 
 def _run(
@@ -512,6 +545,7 @@ def _run(
             uow.rollback()
         else:
             uow.commit()  # 5.
+            runner.committed = True
     return runner
 
 

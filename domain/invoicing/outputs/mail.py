@@ -124,9 +124,14 @@ def email_invoice(db: Database, settings: Settings, actor: Actor, invoice_id: in
 
 
 # -- automatic e-mail after confirm (LPG_AUTO_EMAIL) -------------------------------------------------------
+#
+# The queue is this process's memory: a thread pool and the jobs it holds. A restart while a job waits for
+# its next attempt loses that e-mail; the invoice then simply stays `generated` (nothing half-done is
+# recorded) and can be sent again with POST /api/v1/invoices/{id}/email/.
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+_pending: set[Future[bool]] = set()
 
 
 def _background() -> ThreadPoolExecutor:
@@ -135,6 +140,23 @@ def _background() -> ThreadPoolExecutor:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lpg-auto-email")
         return _executor
+
+
+def pending() -> list[Future[bool]]:
+    """The automatic e-mails submitted and not finished yet."""
+    with _executor_lock:
+        return list(_pending)
+
+
+def drain(timeout: float | None = 120) -> None:
+    """Wait until every automatic e-mail submitted so far has finished (tests, and an orderly shutdown)."""
+    for future in pending():
+        future.exception(timeout=timeout)  # waits; never raises the job's own error
+
+
+def _forget(future: Future[bool]) -> None:
+    with _executor_lock:
+        _pending.discard(future)
 
 
 def invoice_owner(db: Database, invoice_id: int) -> Actor:
@@ -181,39 +203,78 @@ def auto_email(
     pause = AUTO_EMAIL_BACKOFF_SECONDS if backoff is None else backoff
     try:
         actor = invoice_owner(db, invoice_id)
-        rendered = invoice_pdf(db, settings, actor, invoice_id)
     except Exception:
-        log.exception("automatic e-mail of invoice %s could not start", invoice_id)
+        log.exception("automatic e-mail of invoice %s: the invoice could not be read", invoice_id)
         return False
-    to: str | None = rendered.view.customer_email or None
-    reason = "the customer has no e-mail address" if not to else ""
-    if to and not valid_address(to):
-        to, reason = None, f"not an e-mail address: {rendered.view.customer_email!r}"
+    to: str | None = None
+    try:
+        rendered = invoice_pdf(db, settings, actor, invoice_id)
+    except Exception as exc:
+        log.exception("automatic e-mail of invoice %s: the PDF could not be rendered", invoice_id)
+        reason = f"the PDF could not be rendered: {type(exc).__name__}: {exc}"
+        attempts = 0
+    else:
+        to = rendered.view.customer_email or None
+        reason = "the customer has no e-mail address" if not to else ""
+        if to and not valid_address(to):
+            to, reason = None, f"not an e-mail address: {rendered.view.customer_email!r}"
     for attempt in range(1, attempts + 1):
         if not to:
             break
         try:
-            deliver(settings, build_message(settings, rendered, str(to)))
+            deliver(settings, build_message(settings, rendered, to))
         except EmailFailed as exc:
             reason = f"{exc.message}: {exc.details.get('reason')}"
             log.warning(
                 "automatic e-mail of %s failed (attempt %d of %d): %s", rendered.view.number, attempt, attempts, reason
             )
-            if attempt < attempts:
-                time.sleep(pause * attempt)
-            continue
-        mark_emailed(db, settings, actor, invoice_id)
-        return True
+        except Exception as exc:  # a bug rather than the server: still recorded, never lost in the future
+            reason = f"{type(exc).__name__}: {exc}"
+            log.exception("automatic e-mail of %s failed (attempt %d of %d)", rendered.view.number, attempt, attempts)
+        else:
+            try:
+                mark_emailed(db, settings, actor, invoice_id)
+            except Exception:
+                # The message has left: recording email_failed now would be false. Say so loudly instead.
+                log.exception("invoice %s was e-mailed to %s but could not be marked emailed", invoice_id, to)
+            else:
+                log.info("invoice %s e-mailed automatically to %s", rendered.view.number, to)
+            return True
+        if attempt < attempts:
+            time.sleep(pause * attempt)
     db.run(lambda uow: record_email_failure(Call(uow.session, actor, settings), invoice_id, reason, to))
     return False
 
 
+def _auto_email_logged(db: Database, settings: Settings, invoice_id: int) -> bool:
+    """auto_email in the background: nobody reads the future in production, so no error may vanish in it."""
+    try:
+        return auto_email(db, settings, invoice_id)
+    except Exception:
+        log.exception("automatic e-mail of invoice %s: the outcome could not be recorded", invoice_id)
+        raise
+
+
 def after_confirm(db: Database, settings: Settings, invoice_id: int, *, wait: bool = False) -> Future[bool] | None:
     """Hook for after a confirm's commit (never inside it, never holding a lock): when LPG_AUTO_EMAIL is on,
-    e-mail the new invoice in the background. Returns the background job (or None when the setting is off)."""
+    e-mail the new invoice in the background. Returns the background job (or None when the setting is off
+    or the job could not be queued). Never raises: the confirm it follows has already succeeded."""
     if not settings.auto_email:
         return None
-    future = _background().submit(auto_email, db, settings, invoice_id)
+    try:
+        future = _background().submit(_auto_email_logged, db, settings, invoice_id)
+    except RuntimeError:  # the pool is shut down: the interpreter is exiting
+        log.warning("automatic e-mail of invoice %s not queued: shutting down", invoice_id)
+        return None
+    with _executor_lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
     if wait:
-        future.result()
+        future.exception()
     return future
+
+
+def after_confirms(db: Database, settings: Settings, invoice_ids: list[int]) -> list[Future[bool]]:
+    """after_confirm for each invoice a committed batch issued (the sync reconciler's hook)."""
+    jobs = (after_confirm(db, settings, invoice_id) for invoice_id in invoice_ids)
+    return [job for job in jobs if job is not None]
