@@ -163,6 +163,11 @@ class Router:
         return self.route("DELETE", path, **options)
 
 
+def path_id(ctx: Ctx, name: str = "id") -> int:
+    """An `{id:int}` of the path (the edge already answered 404 for one beyond BIGINT)."""
+    return int(ctx.path[name])
+
+
 # -- errors ------------------------------------------------------------------------------------------
 
 

@@ -10,15 +10,14 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.accounts.models import Device, User
-from domain.accounts.policy import Actor
 from domain.api import ADMIN, USER, Ctx, PageQuery, Router, paginate
 from domain.clock import rfc3339
-from domain.errors import NotFound, ValidationError
+from domain.errors import ValidationError
 from domain.wire import Command
 from reconcile.batch import apply_batch
 from reconcile.envelope import Envelope, parse_envelope
 from reconcile.models import RejectedChange
+from reconcile.replay import device_owner
 
 router = Router("sync")
 
@@ -30,17 +29,6 @@ def push(ctx: Ctx) -> dict[str, Any]:
     """Apply a device's batch of offline changes; answer with the id map and a result per change."""
     envelope = parse_envelope(ctx.payload)
     return apply_batch(ctx.db, ctx.actor, envelope)
-
-
-def device_owner(session: Session, device_id: str) -> Actor:
-    row = session.execute(
-        select(User.id, User.username, User.role)
-        .join(Device, Device.user_id == User.id)
-        .where(Device.device_id == device_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"device {device_id} has never pushed", {"device_id": device_id})
-    return Actor(row.id, row.username, row.role)
 
 
 def replay_as_owner(ctx: Ctx, envelope: Envelope) -> dict[str, Any]:

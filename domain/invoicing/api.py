@@ -13,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.policy import ensure_visible, owner_filter
-from domain.api import USER, Ctx, PageQuery, Router, paginate
+from domain.api import USER, Ctx, PageQuery, Router, paginate, path_id
 from domain.errors import NotFound
 from domain.invoicing import services
 from domain.invoicing.docs import invoice_doc
@@ -47,14 +47,6 @@ class InvoiceQuery(Page):
     date_from: date | None = None
     date_to: date | None = None
     unpaid: bool | None = None
-
-
-def path_id(ctx: Ctx) -> int:
-    """The `{id:int}` of the path; beyond BIGINT it names no record."""
-    value = int(ctx.path["id"])
-    if not 0 < value <= MAX_ID:
-        raise NotFound(f"no record {value}")
-    return value
 
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:

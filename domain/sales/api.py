@@ -14,8 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.policy import ensure_visible, owner_filter
-from domain.api import USER, Ctx, PageQuery, Router, paginate
-from domain.errors import NotFound
+from domain.api import USER, Ctx, PageQuery, Router, paginate, path_id
 from domain.invoicing.outputs.mail import after_confirm
 from domain.sales import services
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -74,14 +73,6 @@ class MeterReadingQuery(Page):
     driver: FilterId | None = None
     date_from: date | None = None
     date_to: date | None = None
-
-
-def path_id(ctx: Ctx) -> int:
-    """The `{id:int}` of the path; beyond BIGINT it names no record."""
-    value = int(ctx.path["id"])
-    if not 0 < value <= MAX_ID:
-        raise NotFound(f"no record {value}")
-    return value
 
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
