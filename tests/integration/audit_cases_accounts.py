@@ -186,8 +186,11 @@ CASES = [
         [entry("update", "user", *UPDATE, actor="admin")],
         check=check_deactivate,
     ),
-    AuditCase("accounts_update_user_with_nothing_different_writes_nothing",
-              update_user({"role": "driver", "full_name": "Tan Ah Kow"}), []),  # fmt: skip
+    AuditCase(
+        "accounts_update_user_with_nothing_different_writes_nothing",
+        update_user({"role": "driver", "full_name": "Tan Ah Kow"}),
+        [],
+    ),
     AuditCase(
         "accounts_demote_last_admin_writes_nothing",
         update_user({"role": "driver"}, status=409, target="admin"),

@@ -195,8 +195,10 @@ def driver_sets_a_rate(world: AuditWorld) -> None:
 CASES = [
     AuditCase(
         "catalog_create_equipment",
-        admin(cat.create_equipment, parse(EquipmentCreate, {"code": "CYL5", "name": "5 kg", "capacity_kg": "5.0",
-                                                            "unit_price": "15.00"})),  # fmt: skip
+        admin(
+            cat.create_equipment,
+            parse(EquipmentCreate, {"code": "CYL5", "name": "5 kg", "capacity_kg": "5.0", "unit_price": "15.00"}),
+        ),
         [entry("create", "equipment", actor="admin", entity_id=created_id)],
         check=check_created(code="CYL5", unit_price="15.00", version=1),
     ),
@@ -208,8 +210,11 @@ CASES = [
     ),
     AuditCase(
         "catalog_create_equipment_duplicate_code_writes_nothing",
-        refused(Conflict, cat.create_equipment, parse(EquipmentCreate, {"code": "CYL9", "name": "again",
-                                                                       "capacity_kg": "9", "unit_price": "1.00"})),  # fmt: skip
+        refused(
+            Conflict,
+            cat.create_equipment,
+            parse(EquipmentCreate, {"code": "CYL9", "name": "again", "capacity_kg": "9", "unit_price": "1.00"}),
+        ),
         [],
     ),
     AuditCase(
@@ -242,8 +247,9 @@ CASES = [
     ),
     AuditCase(
         "catalog_create_service",
-        admin(cat.create_service, parse(ServiceCreate, {"code": "REPAIR", "name": "Regulator repair",
-                                                       "price": "45.00"})),  # fmt: skip
+        admin(
+            cat.create_service, parse(ServiceCreate, {"code": "REPAIR", "name": "Regulator repair", "price": "45.00"})
+        ),
         [entry("create", "service", actor="admin", entity_id=created_id)],
         check=check_created(code="REPAIR", price="45.00"),
     ),

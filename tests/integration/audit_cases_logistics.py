@@ -54,11 +54,14 @@ def check_created(world: AuditWorld, result: Any, log: list[Any]) -> None:
 
 
 def create_confirmed_from_sync(world: AuditWorld) -> Any:
-    cmd = dist(COLLECT + [{"equipment": "CYL14", "movement_type": "collection", "qty": 7}], confirm=True)
+    cmd = dist([*COLLECT, {"equipment": "CYL14", "movement_type": "collection", "qty": 7}], confirm=True)
     return world.call(
-        lambda call: svc.create_distribution(call, cmd), "driver", device_id="tab-4", client_temp_id="d-1",
+        lambda call: svc.create_distribution(call, cmd),
+        "driver",
+        device_id="tab-4",
+        client_temp_id="d-1",
         batch_id="b-4",
-    )  # fmt: skip
+    )
 
 
 def check_confirmed_at_once(world: AuditWorld, result: Any, log: list[Any]) -> None:
@@ -185,15 +188,27 @@ def refused_adjustment(fields: dict[str, Any], error: type[Exception], role: str
 
 
 CASES = [
-    AuditCase("logistics_create_distribution", create_by_rest, [entry("create", "distribution", actor="driver")],
-              check=check_created),  # fmt: skip
+    AuditCase(
+        "logistics_create_distribution",
+        create_by_rest,
+        [entry("create", "distribution", actor="driver")],
+        check=check_created,
+    ),
     AuditCase(
         "logistics_create_confirmed_distribution_from_sync",
         create_confirmed_from_sync,
         [
             entry("create", "distribution", "after", *SYNC, actor="driver", device="tab-4", entity_id=lambda r: r.id),
-            entry("confirm", "distribution", *UPDATE, "stock", *SYNC, actor="driver", device="tab-4",
-                  entity_id=lambda r: r.id),  # fmt: skip
+            entry(
+                "confirm",
+                "distribution",
+                *UPDATE,
+                "stock",
+                *SYNC,
+                actor="driver",
+                device="tab-4",
+                entity_id=lambda r: r.id,
+            ),
         ],
         ordered=True,
         check=check_confirmed_at_once,

@@ -47,13 +47,23 @@ def sync_entry(action: str, entity: str, *context: str) -> Any:
 MIXED = [
     change("c-1", "customer.create", name="Hawker Stall 9", address="9 Bedok North St", meter={}),
     change(
-        "d-1", "distribution.create", depot=1, truck=1, confirm=True,
+        "d-1",
+        "distribution.create",
+        depot=1,
+        truck=1,
+        confirm=True,
         items=[{"equipment": "CYL9", "movement_type": "collection", "qty": 4}],
-    ),  # fmt: skip
+    ),
     change(
-        "t-1", "transaction.create", customer="c-1", truck=1, occurred_at=when(), confirm=True,
-        meter={"reading": "5.00"}, deliveries=[{"equipment": "CYL9", "kind": "full_deliver", "qty": 2}],
-    ),  # fmt: skip
+        "t-1",
+        "transaction.create",
+        customer="c-1",
+        truck=1,
+        occurred_at=when(),
+        confirm=True,
+        meter={"reading": "5.00"},
+        deliveries=[{"equipment": "CYL9", "kind": "full_deliver", "qty": 2}],
+    ),
     change("p-1", "invoice.mark_printed", transaction="t-1"),
 ]
 
@@ -90,21 +100,41 @@ def check_mixed(world: AuditWorld, result: Any, log: list[Any]) -> None:
 def partly_refused(world: AuditWorld) -> Any:
     changes = [
         change(
-            "t-ok", "transaction.create", customer=1, truck=1, occurred_at=when(), confirm=True,
+            "t-ok",
+            "transaction.create",
+            customer=1,
+            truck=1,
+            occurred_at=when(),
+            confirm=True,
             deliveries=[{"equipment": "CYL14", "kind": "full_deliver", "qty": 1}],
-        ),  # fmt: skip
+        ),
         change(
-            "t-draft", "transaction.create", customer=2, truck=1, occurred_at=when(), confirm=False,
+            "t-draft",
+            "transaction.create",
+            customer=2,
+            truck=1,
+            occurred_at=when(),
+            confirm=False,
             deliveries=[{"equipment": "CYL50", "kind": "full_deliver", "qty": 1}],
-        ),  # fmt: skip
+        ),
         change(
-            "t-over", "transaction.create", customer=2, truck=1, occurred_at=when(), confirm=True,
-            meter={"reading": "1.00"}, deliveries=[{"equipment": "CYL50", "kind": "full_deliver", "qty": 21}],
-        ),  # fmt: skip  (20 on the truck: insufficient_stock)
+            "t-over",
+            "transaction.create",
+            customer=2,
+            truck=1,
+            occurred_at=when(),
+            confirm=True,
+            meter={"reading": "1.00"},
+            deliveries=[{"equipment": "CYL50", "kind": "full_deliver", "qty": 21}],
+        ),  # 20 on the truck: insufficient_stock
         change(
-            "d-bad", "distribution.create", depot=1, truck=2, confirm=True,
+            "d-bad",
+            "distribution.create",
+            depot=1,
+            truck=2,
+            confirm=True,
             items=[{"equipment": "CYL9", "movement_type": "empty_return", "qty": 1}],
-        ),  # fmt: skip  (the truck carries no empties: insufficient_stock)
+        ),  # the truck carries no empties: insufficient_stock
         change("t-bad", "transaction.confirm", id="t-missing"),
         change("c-bad", "customer.update", id=1, meter_rate="9.0000"),  # a driver may not set a rate
         change("p-dep", "invoice.mark_printed", transaction="d-bad"),  # depends on a refused change
@@ -130,9 +160,13 @@ def atomic_refused(world: AuditWorld) -> Any:
     changes = [
         change("c-2", "customer.create", name="Would be rolled back", address="1 Nowhere Rd"),
         change(
-            "d-2", "distribution.create", depot=1, truck=2, confirm=True,
+            "d-2",
+            "distribution.create",
+            depot=1,
+            truck=2,
+            confirm=True,
             items=[{"equipment": "CYL9", "movement_type": "empty_return", "qty": 1}],
-        ),  # fmt: skip
+        ),
     ]
     response = push(world, changes, "batch-atomic", atomic=True)
     assert set(statuses(response).values()) == {"rejected"}, response
@@ -158,13 +192,19 @@ def check_twice(world: AuditWorld, result: Any, log: list[Any]) -> None:
 def one_record_three_times(world: AuditWorld) -> Any:
     changes = [
         change(
-            "d-9", "distribution.create", depot=1, truck=1,
+            "d-9",
+            "distribution.create",
+            depot=1,
+            truck=1,
             items=[{"equipment": "CYL9", "movement_type": "collection", "qty": 1}],
-        ),  # fmt: skip
+        ),
         change(
-            "u-9", "distribution.update", id="d-9", base_version=1,
+            "u-9",
+            "distribution.update",
+            id="d-9",
+            base_version=1,
             items=[{"equipment": "CYL12.7", "movement_type": "collection", "qty": 6}],
-        ),  # fmt: skip
+        ),
         change("k-9", "distribution.confirm", id="d-9"),
         change("c-9a", "customer.update", id=3, base_version=1, phone="+65 6000 0001"),
         change("c-9b", "customer.update", id=3, base_version=2, phone="+65 6000 0002"),
