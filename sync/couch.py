@@ -24,13 +24,13 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from starlette.responses import Response
 
-from domain.accounts.models import User
-from domain.accounts.passwords import verify_password
+from domain.accounts.api import client_address
 from domain.accounts.policy import Actor, owner_filter
+from domain.accounts.sessions import check_credentials
 from domain.accounts.tokens import ACCESS, decode_token
 from domain.api import SELF_AUTH, Ctx, Router, load_user
 from domain.clock import utcnow
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidCredentials, TooManyAttempts
 from domain.feed.models import PUBLIC_SCOPE, FeedEntry
 from domain.feed.reader import read_page
 from domain.feed.services import FEED_ENTITIES, current_seq
@@ -98,16 +98,18 @@ def _basic(ctx: Ctx, value: str) -> Actor:
         cached = _basic_cache.get(key)
     if cached and now - cached[0] < BASIC_CACHE_SECONDS:
         return ctx.db.read(lambda s: load_user(s, cached[1]))
-    row = ctx.db.read(
-        lambda s: s.execute(select(User.id, User.password_hash, User.active).where(User.username == username)).first()
-    )
-    if row is None or not row.active or not verify_password(row.password_hash, password):
-        raise CouchError(401, "unauthorized", "name or password is incorrect")
+    # The login's throttle, timing-safe password check and failure audit (a replicator is no way around them).
+    try:
+        actor = check_credentials(ctx.db, username, password, client_address(ctx))
+    except InvalidCredentials:
+        raise CouchError(401, "unauthorized", "name or password is incorrect") from None
+    except TooManyAttempts as exc:
+        raise CouchError(exc.status, "too_many_requests", exc.message) from None
     with _basic_lock:
         if len(_basic_cache) > 1000:
             _basic_cache.clear()
-        _basic_cache[key] = (now, row.id)
-    return ctx.db.read(lambda s: load_user(s, row.id))
+        _basic_cache[key] = (now, actor.id)
+    return ctx.db.read(lambda s: load_user(s, actor.id))
 
 
 def couch(handler: Callable[[Ctx, Actor], Any]) -> Callable[[Ctx], Any]:

@@ -157,6 +157,18 @@ def test_basic_authentication_and_couchdb_error_shape(demo: Database, client: An
     assert r.status_code == 401 and set(r.json()) == {"error", "reason"}
 
 
+def test_basic_authentication_is_throttled_like_login(demo: Database, client: Any) -> None:
+    """Found by the audit registry: Basic credentials were checked on their own, so a replicator could guess
+    passwords without the login throttle and without a `login_failed` audit entry."""
+    for _ in range(5):
+        r = client.get("/couchdb/lpg/", headers=basic("driver2", "guess"))
+        assert r.status_code == 401, r.text
+    r = client.get("/couchdb/lpg/", headers=basic("driver2", "driver2-lpg-2026"))  # not cached by other tests
+    assert r.status_code == 429 and r.json()["error"] == "too_many_requests", r.text
+    r = client.post("/api/v1/auth/login/", json={"username": "driver2", "password": "driver2-lpg-2026"})
+    assert r.status_code == 429, r.text
+
+
 def test_longpoll_changes_wake_on_a_commit(demo: Database, client: Any, admin_headers: dict[str, str]) -> None:
     head = int(client.get("/couchdb/lpg/", headers=admin_headers).json()["update_seq"])
     threading.Timer(0.4, lambda: update_customer(demo, 3)).start()
