@@ -4,6 +4,7 @@ refusing inactive ones for new records (`invalid_state`)."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,28 +13,25 @@ from domain.catalog.models import Customer, CustomerPrice, Depot, EquipmentModel
 from domain.errors import InvalidState, NotFound
 
 
-def equipment(session: Session, code_or_id: int | str, *, for_use: bool = True) -> EquipmentModel:
+def _by_code_or_id(session: Session, model: Any, entity: str, code_or_id: int | str, for_use: bool) -> Any:
+    """A record named by its id or its code; `not_found`, or `invalid_state` when inactive and `for_use`."""
     if isinstance(code_or_id, int):
-        found = session.get(EquipmentModel, code_or_id)
+        found = session.get(model, code_or_id)
     else:
-        found = session.execute(select(EquipmentModel).where(EquipmentModel.code == code_or_id)).scalar_one_or_none()
+        found = session.execute(select(model).where(model.code == code_or_id)).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"equipment {code_or_id!r} not found", {"entity": "equipment", "id": code_or_id})
+        raise NotFound(f"{entity} {code_or_id!r} not found", {"entity": entity, "id": code_or_id})
     if for_use and not found.active:
-        raise InvalidState(f"equipment {found.code} is inactive", {"entity": "equipment", "id": found.id})
+        raise InvalidState(f"{entity} {found.code} is inactive", {"entity": entity, "id": found.id})
     return found
+
+
+def equipment(session: Session, code_or_id: int | str, *, for_use: bool = True) -> EquipmentModel:
+    return _by_code_or_id(session, EquipmentModel, "equipment", code_or_id, for_use)  # type: ignore[no-any-return]
 
 
 def service(session: Session, code_or_id: int | str, *, for_use: bool = True) -> Service:
-    if isinstance(code_or_id, int):
-        found = session.get(Service, code_or_id)
-    else:
-        found = session.execute(select(Service).where(Service.code == code_or_id)).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"service {code_or_id!r} not found", {"entity": "service", "id": code_or_id})
-    if for_use and not found.active:
-        raise InvalidState(f"service {found.code} is inactive", {"entity": "service", "id": found.id})
-    return found
+    return _by_code_or_id(session, Service, "service", code_or_id, for_use)  # type: ignore[no-any-return]
 
 
 def _get(session: Session, model: type, entity: str, record_id: int, for_use: bool) -> object:
