@@ -18,9 +18,9 @@ def rfc3339(value: datetime | None) -> str | None:
     """UTC, always with 6 fractional digits and a `Z`."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(sep="T", timespec="microseconds") + "Z"
 
 
 def parse_rfc3339(text: str, field: str = "occurred_at") -> datetime:

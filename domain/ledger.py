@@ -34,6 +34,7 @@ from domain.clock import rfc3339, utcnow
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
 LEDGER_KEY = "lpg_ledger"
+AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
 FEED_COUNTER = "feed"
 AUDIT_COUNTER = "audit"
 GENESIS_HASH = "0" * 64
@@ -73,20 +74,26 @@ class Ledger:
     changes: list[PendingChange] = field(default_factory=list)
     audits: list[PendingAudit] = field(default_factory=list)
     settled: int = 0  # audits before this index have their contexts frozen (see settle_audits)
+    # Document number series used in this transaction: name -> [value read under lock, last handed out]
+    numbers: dict[str, list[int]] = field(default_factory=dict)
 
-    def mark(self) -> tuple[int, int]:
-        return len(self.changes), len(self.audits)
+    def mark(self) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+        return len(self.changes), len(self.audits), tuple((name, s[1]) for name, s in self.numbers.items())
 
-    def rollback_to(self, mark: tuple[int, int]) -> None:
-        """Forget what a rolled-back savepoint recorded."""
+    def rollback_to(self, mark: tuple[int, int, tuple[tuple[str, int], ...]]) -> None:
+        """Forget what a rolled-back savepoint recorded, numbers included (a series first used inside it is
+        locked and read again on its next use: the savepoint may have created its counter row)."""
         del self.changes[mark[0] :]
         del self.audits[mark[1] :]
         self.settled = min(self.settled, len(self.audits))
+        kept = dict(mark[2])
+        self.numbers = {name: [s[0], kept[name]] for name, s in self.numbers.items() if name in kept}
 
     def clear(self) -> None:
         self.changes.clear()
         self.audits.clear()
         self.settled = 0
+        self.numbers.clear()
 
 
 def ledger_of(session: Session) -> Ledger:
@@ -94,6 +101,25 @@ def ledger_of(session: Session) -> Ledger:
     if ledger is None:
         ledger = session.info[LEDGER_KEY] = Ledger()
     return ledger
+
+
+class SharedDoc:
+    """A record's document built once per state of the record: a change's feed entry and its audit entry's
+    `after` describe the same state, so they share one build. The state is the record's (id, version):
+    every change to a record, or to what its document shows, moves its version (`touch`)."""
+
+    __slots__ = ("build", "key", "target", "value")
+
+    def __init__(self, target: Any, build: Callable[[], Doc]) -> None:
+        self.target, self.build = target, build
+        self.key: tuple[Any, Any] | None = None
+        self.value: Doc = {}
+
+    def __call__(self) -> Doc:
+        key = (self.target.id, self.target.version)
+        if key != self.key or key[0] is None:
+            self.value, self.key = self.build(), key
+        return self.value
 
 
 def target_id(target: Target) -> int | None:
@@ -153,6 +179,8 @@ def settle_audits(session: Session) -> None:
 def write_ledger(session: Session) -> None:
     """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
     ledger = session.info.get(LEDGER_KEY)
+    if ledger is not None:
+        write_numbers(session, ledger)
     if ledger is None or (not ledger.changes and not ledger.audits):
         session.flush()
         return
@@ -207,7 +235,7 @@ def write_ledger(session: Session) -> None:
     # 5. Multi-row writes, then the counters move.
     _upsert_feed(session, feed_rows)
     for chunk in _chunks(audit_rows):
-        session.execute(insert(AuditEntry), chunk)
+        session.execute(insert(AUDIT_TABLE), chunk)  # Core: no ORM bookkeeping per row
     if feed_rows:
         session.execute(update(Counter).where(Counter.name == FEED_COUNTER).values(value=seq))
     if audit_rows:
@@ -215,6 +243,14 @@ def write_ledger(session: Session) -> None:
     session.expire(feed_counter)
     session.expire(audit_counter)
     ledger.clear()
+
+
+def write_numbers(session: Session, ledger: Ledger) -> None:
+    """Move each number series used in this transaction to its last number (its row is locked since)."""
+    for name, (start, last) in ledger.numbers.items():
+        if last != start:
+            session.execute(update(Counter).where(Counter.name == name).values(value=last))
+    ledger.numbers.clear()
 
 
 def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
@@ -247,17 +283,18 @@ def _upsert_feed(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     table: Table = FeedEntry.__table__  # type: ignore[assignment]
     columns = ("seq", "version", "scope", "deleted", "last_modified", "doc")
+    # One fixed statement executed for many rows (compiled once; the driver sends multi-row batches).
+    stmt: Any
+    if session.get_bind().dialect.name == "sqlite":
+        lite = sqlite_dialect.insert(table)
+        stmt = lite.on_conflict_do_update(
+            index_elements=["entity", "entity_id"], set_={c: lite.excluded[c] for c in columns}
+        )
+    else:
+        maria = mysql_dialect.insert(table)
+        stmt = maria.on_duplicate_key_update({c: maria.inserted[c] for c in columns})
     for chunk in _chunks(rows):
-        if session.get_bind().dialect.name == "sqlite":
-            lite = sqlite_dialect.insert(table).values(chunk)
-            session.execute(
-                lite.on_conflict_do_update(
-                    index_elements=["entity", "entity_id"], set_={c: lite.excluded[c] for c in columns}
-                )
-            )
-        else:
-            maria = mysql_dialect.insert(table).values(chunk)
-            session.execute(maria.on_duplicate_key_update({c: maria.inserted[c] for c in columns}))
+        session.execute(stmt, chunk)
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from domain.accounts.policy import Actor
 from domain.clock import utcnow
@@ -49,6 +49,12 @@ class Outcome:
 
     @property
     def id(self) -> int:
+        """The record's id. Services leave new records to the unit's one flush (a batch of changes is then
+        written with multi-row INSERTs), so asking for a new record's id flushes its session first."""
+        if self.record.id is None:
+            session = object_session(self.record)
+            if session is not None:
+                session.flush()
         return int(self.record.id)
 
     @property

@@ -6,6 +6,7 @@ feed the OpenAPI document, so the two cannot drift.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -210,16 +211,22 @@ def _refuse_read_only(model: type[Command], payload: dict[str, Any], prefix: str
         if key in model.read_only or (key in SERVER_OWNED and key not in model.model_fields):
             raise ReadOnlyField(prefix + key)
     # Nested commands (lines) have their own read-only sets.
-    for name, field in model.model_fields.items():
+    for name, inner in _nested_commands(model):
         value = payload.get(name)
-        inner = _command_type(field.annotation)
-        if inner is None or value is None:
+        if value is None:
             continue
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
             if isinstance(item, dict):
                 where = f"{prefix}{name}[{index}]." if isinstance(value, list) else f"{prefix}{name}."
                 _refuse_read_only(inner, item, where)
+
+
+@functools.cache
+def _nested_commands(model: type[Command]) -> tuple[tuple[str, type[Command]], ...]:
+    """The fields of `model` that hold commands (or lists of them): worked out once per model."""
+    found = ((name, _command_type(field.annotation)) for name, field in model.model_fields.items())
+    return tuple((name, inner) for name, inner in found if inner is not None)
 
 
 def _command_type(annotation: Any) -> type[Command] | None:

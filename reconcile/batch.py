@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from domain.accounts.models import Device
 from domain.accounts.policy import Actor
+from domain.catalog import lookups
 from domain.clock import rfc3339, utcnow
 from domain.db import Database, UnitOfWork
 from domain.errors import (
@@ -55,6 +56,7 @@ from domain.feed.services import current_seq
 from domain.invoicing.outputs.mail import after_confirms
 from domain.ledger import ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
+from domain.sales.planning import forget_meters
 from domain.service import Call, Outcome
 from domain.settings import Settings
 from domain.wire import parse
@@ -290,6 +292,8 @@ class Runner:
             self._same_entity(found.entity, entity, temp_id, field_name)
             assert found.outcome is not None
             settle_audits(self.session)  # the record may change now: freeze what was said about it so far
+            if found.outcome.record.id is None:
+                self.session.flush()  # services leave new records to the unit's flush: its id is needed now
             return found.outcome.id
         if temp_id in self.refused:
             raise DependencyRejected(
@@ -371,10 +375,12 @@ class Runner:
             return
         settle_audits(self.session)
 
-    def _undo(self, savepoint: Any, mark: tuple[int, int]) -> None:
+    def _undo(self, savepoint: Any, mark: Any) -> None:
         savepoint.rollback()
         ledger_of(self.session).rollback_to(mark)
         forget_locks(self.session)  # rows changed in the savepoint were expired: lock and read again
+        forget_meters(self.session)
+        lookups.forget(self.session)
 
     def _refuse(self, result: Result, error: DomainError) -> Result:
         result.status, result.error = "rejected", error
@@ -401,7 +407,7 @@ class Runner:
                 for r in applied
             ]
             for chunk in _chunks(rows, 400):
-                self.session.execute(insert(AppliedChange), chunk)
+                self.session.execute(insert(AppliedChange.__table__), chunk)  # Core: no ORM bookkeeping per row
             self.resolve_rejections([r.change.client_temp_id for r in applied], now)
         self.write_rejections([r for r in self.results if r.status == "rejected"], now)
         counts = self.counts()
@@ -443,7 +449,7 @@ class Runner:
             for r in rejected
         ]
         for chunk in _chunks(rows, 400):
-            self.session.execute(insert(RejectedChange), chunk)
+            self.session.execute(insert(RejectedChange.__table__), chunk)
 
     def issued_invoices(self) -> list[int]:
         """The invoices this batch's confirms issued, in batch order."""

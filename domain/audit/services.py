@@ -31,14 +31,15 @@ def audit(
     `before` is taken now (a callable is called now, not at commit: by then the record has changed);
     `after` may be a callable evaluated at commit, once new records have their ids (or earlier, at
     `domain.ledger.settle_audits`, when one transaction applies several changes). Extra keyword arguments
-    go into the context as they are (`client_temp_id`, `batch`: pass `**call.audit_context()`).
+    go into the context as they are (`client_temp_id`, `batch`: pass `**call.audit_context()`); a callable
+    one is called when `after` is, so it may name a record's id before the flush that gives it one.
     The entry gets its id and its place in the hash chain at commit (see `domain.ledger`).
     """
     _refuse_what_the_columns_would_cut(action, entity, device)
     before_now = before() if callable(before) else before
 
     def build() -> dict[str, Any]:
-        payload: dict[str, Any] = dict(context)
+        payload: dict[str, Any] = {k: v() if callable(v) else v for k, v in context.items()}
         if before_now is not None:
             payload["before"] = before_now
         if after is not None:

@@ -1,5 +1,12 @@
 """Finding catalog records the way requests name them (equipment by code or id, services by code), and
-refusing inactive ones for new records (`invalid_state`)."""
+refusing inactive ones for new records (`invalid_state`).
+
+A transaction that prices many sales (a sync batch) asks for the same few records and prices again and
+again, so the answers are remembered for the session's life (`session.info`): records by id and code are
+held (the session's identity map alone holds them weakly, and a collected one is read again), and price
+overrides by customer and item. Whatever writes price overrides calls `forget_prices`; a rolled-back
+savepoint calls `forget`.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,44 @@ from sqlalchemy.orm import Session
 from domain.catalog.models import Customer, CustomerPrice, Depot, EquipmentModel, Meter, Service, Truck
 from domain.errors import InvalidState, NotFound
 
+CACHE_KEY = "lpg_lookups"
+PRICES_KEY = "lpg_prices"
+
+
+def held(session: Session, model: Any, record_id: int) -> Any:
+    """`session.get`, holding the record for the session's life (None when there is no such record)."""
+    cache: dict[Any, Any] = session.info.setdefault(CACHE_KEY, {})
+    key = (model, record_id)
+    found = cache.get(key)
+    if found is None:
+        found = session.get(model, record_id)
+        if found is not None:
+            cache[key] = found
+    return found
+
+
+def forget(session: Session) -> None:
+    """Drop what this session remembered (after a rolled-back savepoint)."""
+    session.info.pop(CACHE_KEY, None)
+    session.info.pop(PRICES_KEY, None)
+
+
+def forget_prices(session: Session) -> None:
+    session.info.pop(PRICES_KEY, None)
+
 
 def _by_code_or_id(session: Session, model: Any, entity: str, code_or_id: int | str, for_use: bool) -> Any:
     """A record named by its id or its code; `not_found`, or `invalid_state` when inactive and `for_use`."""
     if isinstance(code_or_id, int):
-        found = session.get(model, code_or_id)
+        found = held(session, model, code_or_id)
     else:
-        found = session.execute(select(model).where(model.code == code_or_id)).scalar_one_or_none()
+        cache: dict[Any, Any] = session.info.setdefault(CACHE_KEY, {})
+        key = (model, "code", code_or_id)
+        found = cache.get(key)
+        if found is None:
+            found = session.execute(select(model).where(model.code == code_or_id)).scalar_one_or_none()
+            if found is not None:  # codes never change once created
+                cache[key] = found
     if found is None:
         raise NotFound(f"{entity} {code_or_id!r} not found", {"entity": entity, "id": code_or_id})
     if for_use and not found.active:
@@ -35,7 +73,7 @@ def service(session: Session, code_or_id: int | str, *, for_use: bool = True) ->
 
 
 def _get(session: Session, model: type, entity: str, record_id: int, for_use: bool) -> object:
-    found = session.get(model, record_id)
+    found = held(session, model, record_id)
     if found is None:
         raise NotFound(f"{entity} {record_id} not found", {"entity": entity, "id": record_id})
     if for_use and not found.active:
@@ -61,20 +99,32 @@ def customer_meters(session: Session, customer_id: int) -> list[Meter]:
 
 def equipment_price(session: Session, customer_id: int, item: EquipmentModel) -> Decimal:
     """The customer's own price for a full cylinder of this model, else the catalog's."""
-    override = session.execute(
-        select(CustomerPrice.price).where(
-            CustomerPrice.customer_id == customer_id, CustomerPrice.equipment_id == item.id
-        )
-    ).scalar_one_or_none()
+    override = _override(session, customer_id, "equipment", item.id)
     return override if override is not None else item.unit_price
 
 
 def service_price(session: Session, customer_id: int, item: Service) -> Decimal:
     """The customer's own fee for this service, else the catalog's."""
-    override = session.execute(
-        select(CustomerPrice.price).where(CustomerPrice.customer_id == customer_id, CustomerPrice.service_id == item.id)
-    ).scalar_one_or_none()
+    override = _override(session, customer_id, "service", item.id)
     return override if override is not None else item.price
+
+
+def _override(session: Session, customer_id: int, kind: str, item_id: int) -> Decimal | None:
+    """The customer's override for one item; all of a customer's overrides are read at once."""
+    prices: dict[int, dict[tuple[str, int], Decimal]] = session.info.setdefault(PRICES_KEY, {})
+    mine = prices.get(customer_id)
+    if mine is None:
+        mine = prices[customer_id] = {}
+        for equipment_id, service_id, price in session.execute(
+            select(CustomerPrice.equipment_id, CustomerPrice.service_id, CustomerPrice.price).where(
+                CustomerPrice.customer_id == customer_id
+            )
+        ):
+            if equipment_id is not None:
+                mine[("equipment", equipment_id)] = price
+            elif service_id is not None:
+                mine[("service", service_id)] = price
+    return mine.get((kind, item_id))
 
 
 def equipment_codes(session: Session) -> dict[int, str]:

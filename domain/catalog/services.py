@@ -41,6 +41,7 @@ from domain.catalog.schemas import (
 )
 from domain.errors import Conflict, NotFound, ValidationError
 from domain.feed.services import record_change
+from domain.ledger import SharedDoc
 from domain.money import money_str
 from domain.service import Call, Outcome
 
@@ -104,8 +105,9 @@ def _unique(session: Session, model: Any, column: str, value: object, entity: st
         )
 
 
-def _created(call: Call, entity: str, row: Any, doc: Callable[[], dict[str, Any]]) -> Outcome:
+def _created(call: Call, entity: str, row: Any, build: Callable[[], dict[str, Any]]) -> Outcome:
     call.session.add(row)  # its id comes with the next flush (the REST handler's, or a sync batch's single one)
+    doc = SharedDoc(row, build)
     record_change(call.session, entity, row, doc=doc)
     audit(call.session, call.actor.id, call.device_id, "create", entity, row, after=doc, **call.audit_context())
     return Outcome(entity, row)
@@ -214,6 +216,7 @@ def _check_prices(session: Session, prices: PricesIn) -> list[PriceChange]:
 
 def _apply_prices(call: Call, customer: Customer, planned: list[PriceChange]) -> None:
     session = call.session
+    lookups.forget_prices(session)
     for kind, item_id, price in planned:
         column = CustomerPrice.equipment_id if kind == "equipment" else CustomerPrice.service_id
         existing = session.execute(

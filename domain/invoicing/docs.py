@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.clock import rfc3339
-from domain.invoicing.models import Invoice, InvoiceEvent
+from domain.invoicing.models import Invoice
 from domain.money import decimal_str, money_str
-from domain.sales.models import Transaction
 
 
 def balance_of(invoice: Invoice) -> Any:
@@ -21,10 +19,8 @@ def balance_of(invoice: Invoice) -> Any:
 def invoice_doc(session: Session, inv: Invoice) -> dict[str, Any]:
     """An invoice: the snapshot taken at issue (customer, lines, subtotal, GST, total), the payments, and
     every life-cycle step with its time and actor (repeats included)."""
-    trx = session.get(Transaction, inv.transaction_id)
-    events = session.scalars(
-        select(InvoiceEvent).where(InvoiceEvent.invoice_id == inv.id).order_by(InvoiceEvent.id)
-    ).all()
+    trx = inv.transaction
+    events = inv.events
     return {
         "id": inv.id,
         "version": inv.version,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,6 +14,10 @@ from domain.clock import utcnow
 
 INVOICE_STATUSES = ("generated", "printed", "emailed", "paid")
 PAYMENT_METHODS = ("cash", "cheque", "paynow", "bank_transfer")
+
+
+if TYPE_CHECKING:
+    from domain.sales.models import Transaction
 
 
 class Invoice(Versioned, Base):
@@ -49,6 +54,9 @@ class Invoice(Versioned, Base):
     payments: Mapped[list[Payment]] = relationship(
         back_populates="invoice", cascade="all, delete-orphan", order_by="Payment.id"
     )
+    events: Mapped[list[InvoiceEvent]] = relationship(cascade="all, delete-orphan", order_by="InvoiceEvent.id")
+    # The transaction it bills: set as an object, so a new invoice needs no flush to know its id.
+    transaction: Mapped[Transaction] = relationship(foreign_keys=[transaction_id])
 
 
 class InvoiceLine(Base):

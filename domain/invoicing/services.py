@@ -25,6 +25,7 @@ from domain.audit.services import audit
 from domain.catalog.models import Customer
 from domain.errors import NotFound, ValidationError
 from domain.feed.services import number_for, record_change
+from domain.ledger import SharedDoc
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import INVOICE_STATUSES, PAYMENT_METHODS, Invoice, InvoiceEvent, InvoiceLine, Payment
 from domain.invoicing.schemas import InvoiceStep
@@ -48,7 +49,7 @@ def issue_invoice(
     session = call.session
     invoice = Invoice(
         number=number_for(session, "INV", call.now, call.settings.timezone),
-        transaction_id=trx.id,
+        transaction=trx,
         customer_id=customer.id,
         driver_id=trx.driver_id,
         status="generated",
@@ -75,13 +76,14 @@ def issue_invoice(
         )
         for position, line in enumerate(lines, start=1)
     ]
-    session.add(invoice)
-    session.flush()
+    invoice.payments, invoice.events = [], []  # known empty: its document reads them without a query
+    session.add(invoice)  # no flush: ids come at the unit's one flush
+    doc = SharedDoc(invoice, lambda: invoice_doc(session, invoice))
     audit(
         session, call.actor.id, call.device_id, "create", "invoice", invoice,
-        after=lambda: invoice_doc(session, invoice), transaction=trx.id, **call.audit_context(),
+        after=doc, transaction=lambda: trx.id, **call.audit_context(),
     )  # fmt: skip
-    record_change(session, "invoice", invoice, doc=lambda: invoice_doc(session, invoice), scope=invoice.driver_id)
+    record_change(session, "invoice", invoice, doc=doc, scope=invoice.driver_id)
     return invoice
 
 
@@ -135,9 +137,8 @@ def _advance(call: Call, invoice: Invoice, status: str) -> None:
 def _record_step(call: Call, invoice: Invoice, kind: str, occurred_at: datetime | None, detail: str | None) -> None:
     """Every step and every repeat is an event with its time, actor and device; the invoice changes."""
     session = call.session
-    session.add(
+    invoice.events.append(
         InvoiceEvent(
-            invoice_id=invoice.id,
             kind=kind,
             at=call.now,
             occurred_at=occurred_at,

@@ -89,6 +89,11 @@ def _create_missing(session: Session, model: Any, holder_col: str, keys: list[St
         session.execute(maria.on_duplicate_key_update({"id": table.c.id}))
 
 
+def locked_stock(session: Session) -> dict[StockKey, StockRow]:
+    """The rows this transaction has locked so far (their objects hold its pending changes)."""
+    return session.info.get(LOCKED_KEY, {})  # type: ignore[no-any-return]
+
+
 def forget_locks(session: Session) -> None:
     """After a rollback, rows must be locked (and read) again."""
     session.info.pop(LOCKED_KEY, None)

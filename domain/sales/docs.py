@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.catalog import lookups
 from domain.catalog.models import EquipmentModel, Service
 from domain.clock import rfc3339
 from domain.invoicing.models import Invoice
@@ -19,7 +20,7 @@ def _meta(row: Any) -> dict[str, Any]:
 
 
 def _code(session: Session, model: Any, record_id: int) -> str:
-    found = session.get(model, record_id)
+    found = lookups.held(session, model, record_id)
     return str(found.code) if found is not None else str(record_id)
 
 

@@ -18,12 +18,13 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from domain.catalog import lookups
 from domain.catalog.models import Customer, EquipmentModel, Meter, Service, Truck
 from domain.errors import InsufficientStock, InvalidState, MeterRegression, NotFound, ValidationError
 from domain.logistics.models import SiteStock, TruckStock
-from domain.logistics.stock import StockKey, StockRow, lock_stock_rows
+from domain.logistics.stock import StockKey, StockRow, lock_stock_rows, locked_stock
 from domain.money import decimal_str
 from domain.sales import pricing
 from domain.sales.pricing import PricedLine, Totals
@@ -172,29 +173,51 @@ def _price_delivery(call: Call, customer: Customer, d: DeliveryInput) -> Deliver
     return DeliveryPlan(item, d.kind, d.qty, d.remaining_kg, line)
 
 
+METERS_KEY = "lpg_locked_meters"
+
+
 def customer_meter(call: Call, customer_id: int, *, lock: bool) -> Meter | None:
     """The customer's (first active) meter, or None when the customer has none yet; a customer whose
     meters are all inactive cannot take a reading (`invalid_state`). With `lock`, the customer row and its
     meter rows are locked (`SELECT ... FOR UPDATE`) until the commit, which also serialises the implicit
-    creation of a first meter."""
+    creation of a first meter. Once locked, this transaction's objects are the truth until the commit, so a
+    batch with many sales to one customer locks and reads its meters once."""
     session = call.session
-    stmt = select(Meter).where(Meter.customer_id == customer_id).order_by(Meter.id)
-    if lock:
-        session.flush()  # populate_existing must not overwrite this unit's unflushed changes
-        session.execute(
-            select(Customer)
-            .where(Customer.id == customer_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one_or_none()
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    meters = session.scalars(stmt).all()
+    locked: dict[int, list[Meter]] = session.info.setdefault(METERS_KEY, {})
+    meters: Sequence[Meter]
+    if customer_id in locked:
+        meters = locked[customer_id]
+    else:
+        stmt = select(Meter).where(Meter.customer_id == customer_id).order_by(Meter.id)
+        if lock:
+            if any(isinstance(obj, (Customer, Meter)) for obj in session.dirty):
+                session.flush()  # populate_existing must not overwrite this unit's unflushed changes
+            session.execute(
+                select(Customer)
+                .where(Customer.id == customer_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        meters = session.scalars(stmt).all()
+        if lock:
+            locked[customer_id] = list(meters)
     for meter in meters:
         if meter.active:
             return meter
     if meters:
         raise InvalidState(f"customer {customer_id}'s meter is inactive", {"entity": "meter", "id": meters[0].id})
     return None
+
+
+def remember_meter(call: Call, customer_id: int, meter: Meter) -> None:
+    """A meter created in this transaction (its customer's row is locked) counts for the next sale."""
+    call.session.info.setdefault(METERS_KEY, {}).setdefault(customer_id, []).append(meter)
+
+
+def forget_meters(session: Session) -> None:
+    """After a rollback, meters must be locked (and read) again."""
+    session.info.pop(METERS_KEY, None)
 
 
 def check_regression(customer_id: int, meter: Meter | None, reading: Decimal) -> None:
@@ -219,12 +242,14 @@ def check_stock(call: Call, plan: Plan) -> None:
     codes = {d.equipment.id: d.equipment.code for d in plan.deliveries}
     truck_keys = [k for k in deltas if k.place == "truck"]
     if truck_keys:
-        seen = call.session.scalars(
-            select(TruckStock).where(
-                TruckStock.truck_id == plan.truck.id, TruckStock.equipment_id.in_([k.equipment for k in truck_keys])
-            )
-        ).all()
-        on_truck = {row.equipment_id: row.full for row in seen}
+        locked = locked_stock(call.session)  # rows this transaction holds are current: no need to read them
+        on_truck = {k.equipment: locked[k].full for k in truck_keys if k in locked}  # type: ignore[union-attr]
+        unseen = [k.equipment for k in truck_keys if k not in locked]
+        if unseen:
+            seen = call.session.scalars(
+                select(TruckStock).where(TruckStock.truck_id == plan.truck.id, TruckStock.equipment_id.in_(unseen))
+            ).all()
+            on_truck.update({row.equipment_id: row.full for row in seen})
         for key in sorted(truck_keys, key=StockKey.sort_key):
             _refuse_short_truck(key, on_truck.get(key.equipment, 0), deltas[key], codes)
     rows = lock_stock_rows(call.session, list(deltas)) if deltas else {}

@@ -30,6 +30,7 @@ from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
 from domain.invoicing.services import issue_invoice
+from domain.ledger import SharedDoc
 from domain.logistics.docs import FEED_ENTITY, stock_doc
 from domain.sales import planning
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -79,8 +80,7 @@ def create_transaction(call: Call, cmd: TransactionCreate) -> Outcome:
         last_modified=call.now,
     )
     _write_lines(trx, plan)
-    session.add(trx)
-    session.flush()
+    session.add(trx)  # no flush: ids come at the unit's one flush, so a batch of sales inserts together
     if cmd.confirm:
         return _confirm(call, trx, plan, before=None)
     audit(
@@ -169,14 +169,14 @@ def _confirm(call: Call, trx: Transaction, plan: Plan, before: dict[str, Any] | 
     movements = _move_stock(call, plan)
     if plan.meter is not None:
         _record_reading(call, plan, trx)
-    session.flush()
     invoice = issue_invoice(call, trx, plan.customer, plan.lines, plan.sums)
+    doc = SharedDoc(trx, lambda: transaction_doc(session, trx, invoice))
     audit(
         session, call.actor.id, call.device_id, "confirm", "transaction", trx,
-        before=before, after=lambda: transaction_doc(session, trx, invoice),
-        created=before is None, stock=movements, invoice=invoice.number, **call.audit_context(),
+        before=before, after=doc, created=before is None, stock=movements, invoice=invoice.number,
+        **call.audit_context(),
     )  # fmt: skip
-    record_change(session, "transaction", trx, doc=lambda: transaction_doc(session, trx, invoice), scope=trx.driver_id)
+    record_change(session, "transaction", trx, doc=doc, scope=trx.driver_id)
     return Outcome("transaction", trx, warnings=list(plan.warnings), related={"invoice": invoice})
 
 
@@ -200,7 +200,7 @@ def _move_stock(call: Call, plan: Plan) -> list[dict[str, Any]]:
 def _record_reading(call: Call, plan: Plan, trx: Transaction) -> MeterReading:
     assert plan.meter is not None
     return _write_reading(
-        call, plan.customer.id, plan.meter.meter, plan.meter.reading, trx.occurred_at, trx.driver_id, trx.id
+        call, plan.customer.id, plan.meter.meter, plan.meter.reading, trx.occurred_at, trx.driver_id, trx
     )
 
 
@@ -211,18 +211,18 @@ def _write_reading(
     value: Decimal,
     occurred_at: Any,
     driver_id: int,
-    transaction_id: int | None,
+    trx: Transaction | None,
 ) -> MeterReading:
     """Record a reading and move the meter's last reading; a customer without a meter gets one now."""
     session = call.session
     if meter is None:
         meter = Meter(customer_id=customer_id, serial=None, active=True, last_modified=call.now)
         session.add(meter)
-        session.flush()
+        planning.remember_meter(call, customer_id, meter)
     else:
         meter.touch(call.now)
     reading = MeterReading(
-        meter_id=meter.id,
+        meter=meter,
         customer_id=customer_id,
         reading=value,
         previous_reading=meter.last_reading,
@@ -230,17 +230,17 @@ def _write_reading(
         occurred_at=occurred_at,
         recorded_at=call.now,
         driver_id=driver_id,
-        transaction_id=transaction_id,
+        transaction=trx,
         device_id=call.device_id,
         last_modified=call.now,
     )
     meter.last_reading, meter.last_reading_at = value, occurred_at
     session.add(reading)
-    session.flush()
     _republish_customer(call, customer_id)
     audit(
         session, call.actor.id, call.device_id, "create", "meter_reading", reading,
-        after=lambda: meter_reading_doc(reading), transaction=transaction_id, **call.audit_context(),
+        after=lambda: meter_reading_doc(reading), transaction=(lambda: trx.id) if trx is not None else None,
+        **call.audit_context(),
     )  # fmt: skip
     record_change(session, "meter_reading", reading, doc=lambda: meter_reading_doc(reading), scope=driver_id)
     return reading
@@ -251,7 +251,7 @@ def _republish_customer(call: Call, customer_id: int) -> None:
     it), so a reading changes the customer's doc: new version and feed entry. Its row is already locked
     (`planning.customer_meter`). No audit entry of its own: the meter reading's entry records the change."""
     session = call.session
-    customer = session.get(Customer, customer_id)
+    customer = lookups.held(session, Customer, customer_id)
     assert customer is not None, "checked before acting"
     customer.touch(call.now)
     record_change(session, "customer", customer, doc=lambda: customer_view(session, customer), scope=PUBLIC_SCOPE)

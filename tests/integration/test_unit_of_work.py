@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
@@ -10,6 +12,7 @@ from domain.audit.services import audit
 from domain.db import Database
 from domain.feed.models import Counter, FeedEntry
 from domain.feed.services import allocate_number, record_change
+from domain.ledger import ledger_of
 from domain.logistics.docs import stock_doc
 from domain.logistics.models import TruckStock
 from domain.logistics.stock import StockKey, lock_stock_rows
@@ -90,3 +93,43 @@ def test_feed_is_compacted_one_row_per_record_at_its_latest_seq(demo: Database) 
     assert len(mine) == 1
     assert mine[0].version == 6 and mine[0].seq == max(r.seq for r in rows)
     assert '"empty":5' in mine[0].doc
+
+
+def counter_value(db: Database, name: str) -> int | None:
+    return db.read(lambda s: s.execute(select(Counter.value).where(Counter.name == name)).scalar_one_or_none())
+
+
+def test_numbers_count_on_in_the_unit_and_the_counter_is_written_once_at_commit(demo: Database) -> None:
+    """The first number of a series locks its counter row; the next ones count on in the ledger, and the
+    counter is written at commit. Numbers handed out in a rolled-back savepoint are handed out again."""
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        session, ledger = uow.session, ledger_of(uow.session)
+        got = [allocate_number(session, "DIST", 2031) for _ in range(3)]
+        mark = ledger.mark()
+        savepoint = session.begin_nested()
+        got += [allocate_number(session, "DIST", 2031), allocate_number(session, "INV", 2031)]
+        savepoint.rollback()
+        ledger.rollback_to(mark)  # what the reconciler does when a change's savepoint is undone
+        got += [allocate_number(session, "DIST", 2031), allocate_number(session, "INV", 2031)]
+        assert counter_value_in(session, "DIST-2031") == 0  # not written before the commit
+        return got
+
+    got = demo.run(work)
+    assert got[:3] == ["DIST-2031-000001", "DIST-2031-000002", "DIST-2031-000003"]
+    assert got[3:5] == ["DIST-2031-000004", "INV-2031-000001"]  # then rolled back with the savepoint
+    assert got[5:] == ["DIST-2031-000004", "INV-2031-000001"]  # handed out again: no gap
+    assert counter_value(demo, "DIST-2031") == 4 and counter_value(demo, "INV-2031") == 1
+
+
+def test_a_series_first_used_in_a_rolled_back_unit_leaves_nothing(demo: Database) -> None:
+    with demo.unit() as uow:
+        assert allocate_number(uow.session, "TRX", 2032) == "TRX-2032-000001"
+        uow.rollback()
+    assert counter_value(demo, "TRX-2032") is None
+    assert demo.run(lambda uow: allocate_number(uow.session, "TRX", 2032)) == "TRX-2032-000001"
+    assert counter_value(demo, "TRX-2032") == 1
+
+
+def counter_value_in(session: Any, name: str) -> int:
+    return int(session.execute(select(Counter.value).where(Counter.name == name)).scalar_one())

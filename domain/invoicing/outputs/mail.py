@@ -181,9 +181,7 @@ def record_email_failure(call: Call, invoice_id: int, reason: str, to: str | Non
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found", {"entity": "invoice", "id": invoice_id})
     detail = f"to {to or '-'}: {reason}"[:2000]
-    call.session.add(
-        InvoiceEvent(invoice_id=invoice_id, kind="email_failed", at=call.now, actor_id=call.actor.id, detail=detail)
-    )
+    invoice.events.append(InvoiceEvent(kind="email_failed", at=call.now, actor_id=call.actor.id, detail=detail))
     audit(
         call.session, call.actor.id, call.device_id, "email_failed", "invoice", invoice,
         after={"number": invoice.number, "to": to, "reason": reason[:500]},

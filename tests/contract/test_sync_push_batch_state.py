@@ -1,0 +1,161 @@
+"""A batch runs in one transaction and writes its records at the end: later changes of the batch must still
+see what earlier ones did (meters, readings, prices, stock, numbers), and the statement count must not grow
+with the batch (the fast path of sync-protocol.md "Push", issue 7's design)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, select
+from starlette.testclient import TestClient
+
+from domain.catalog.models import Meter
+from domain.db import Database
+from domain.feed.models import Counter
+from domain.invoicing.models import Invoice, InvoiceLine
+from domain.sales.models import MeterReading, Transaction
+from tests.contract.sync_support import by_temp_id, push, recent
+
+
+def sale(temp_id: str, customer: int | str, *, reading: str | None = None, qty: int = 1) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "customer": customer,
+        "truck": 1,
+        "confirm": True,
+        "occurred_at": recent(),
+        "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": qty}],
+    }
+    if reading is not None:
+        data["meter"] = {"reading": reading}
+    return {"client_temp_id": temp_id, "op": "transaction.create", "data": data}
+
+
+def test_readings_of_one_batch_build_on_each_other(
+    client: TestClient, driver_headers: dict[str, str], demo: Database
+) -> None:
+    """A new customer without a meter: the first reading creates the meter (baseline), the next one bills
+    usage from it, a lower one is refused, and exactly one meter exists afterwards."""
+    changes = [
+        {"client_temp_id": "c-1", "op": "customer.create", "data": {"name": "Meterless Kopitiam", "address": "1 Rd"}},
+        sale("s-1", "c-1", reading="100.00"),
+        sale("s-2", "c-1", reading="130.50"),
+        sale("s-3", "c-1", reading="120.00"),
+        sale("s-4", "c-1", reading="131.00"),
+    ]
+    results = by_temp_id(push(client, driver_headers, changes))
+    assert [results[t]["status"] for t in ("c-1", "s-1", "s-2", "s-3", "s-4")] == [
+        "applied", "applied", "applied", "rejected", "applied",
+    ]  # fmt: skip
+    assert results["s-3"]["error"]["code"] == "meter_regression"
+    assert results["s-3"]["error"]["details"]["last"] == "130.50"
+    customer_id = results["c-1"]["id"]
+
+    def read(s: Any) -> Any:
+        meters = s.scalars(select(Meter).where(Meter.customer_id == customer_id)).all()
+        readings = s.execute(
+            select(MeterReading.reading, MeterReading.previous_reading, MeterReading.usage, MeterReading.meter_id)
+            .where(MeterReading.customer_id == customer_id)
+            .order_by(MeterReading.id)
+        ).all()
+        usages = (
+            s.execute(select(Transaction.usage).where(Transaction.customer_id == customer_id).order_by(Transaction.id))
+            .scalars()
+            .all()
+        )
+        return meters, readings, usages
+
+    meters, readings, usages = demo.read(read)
+    assert len(meters) == 1 and meters[0].last_reading == Decimal("131.00")
+    assert [(r[0], r[1], r[2]) for r in readings] == [
+        (Decimal("100.00"), None, Decimal("0.00")),
+        (Decimal("130.50"), Decimal("100.00"), Decimal("30.50")),
+        (Decimal("131.00"), Decimal("130.50"), Decimal("0.50")),
+    ]
+    assert {r[3] for r in readings} == {meters[0].id}
+    assert usages == [Decimal("0.00"), Decimal("30.50"), Decimal("0.50")]
+
+
+def test_an_admin_price_change_prices_the_next_sale_of_the_same_batch(
+    client: TestClient, admin_headers: dict[str, str], demo: Database
+) -> None:
+    changes = [
+        sale("a-1", 1),
+        {
+            "client_temp_id": "a-2",
+            "op": "customer.update",
+            "data": {"id": 1, "prices": {"equipment": {"CYL12.7": "30.00"}}},
+        },
+        sale("a-3", 1),
+        {
+            "client_temp_id": "a-4",
+            "op": "customer.update",
+            "data": {"id": 1, "prices": {"equipment": {"CYL12.7": None}}},
+        },
+        sale("a-5", 1),
+    ]
+    results = by_temp_id(push(client, admin_headers, changes, device="office-pc"))
+    assert {r["status"] for r in results.values()} == {"applied"}, results
+    invoices = [results[t]["related"]["invoice"]["id"] for t in ("a-1", "a-3", "a-5")]
+
+    def prices(s: Any) -> list[Decimal]:
+        return [
+            s.execute(
+                select(InvoiceLine.unit_price).where(InvoiceLine.invoice_id == i, InvoiceLine.kind == "delivery")
+            ).scalar_one()
+            for i in invoices
+        ]
+
+    assert demo.read(prices) == [Decimal("32.90"), Decimal("30.00"), Decimal("32.90")]
+
+
+def test_stock_and_numbers_of_a_batch_add_up(
+    client: TestClient, driver_headers: dict[str, str], demo: Database
+) -> None:
+    """Truck 1 holds 20 x CYL12.7: 7 sales of 3 sell 18; the 7th (21) is refused; numbers have no gap and
+    each series' counter row is left at its last number."""
+    changes = [sale(f"n-{i}", 1 + i % 3, qty=3) for i in range(7)]
+    results = by_temp_id(push(client, driver_headers, changes))
+    assert [results[f"n-{i}"]["status"] for i in range(7)] == ["applied"] * 6 + ["rejected"]
+    assert results["n-6"]["error"]["code"] == "insufficient_stock"
+    assert results["n-6"]["error"]["details"]["available"] == 2
+
+    def read(s: Any) -> Any:
+        trx = s.scalars(select(Transaction.number).order_by(Transaction.id)).all()
+        inv = s.scalars(select(Invoice.number).order_by(Invoice.id)).all()
+        counters = {c.name: c.value for c in s.scalars(select(Counter))}
+        return trx, inv, counters
+
+    trx, inv, counters = demo.read(read)
+    assert [int(n[-6:]) for n in trx] == list(range(1, 7)) and [int(n[-6:]) for n in inv] == list(range(1, 7))
+    assert trx == [results[f"n-{i}"]["number"] for i in range(6)]
+    year = trx[0].split("-")[1]
+    assert counters[f"TRX-{year}"] == 6 and counters[f"INV-{year}"] == 6
+
+
+def test_statements_do_not_grow_with_the_batch(
+    client: TestClient, driver_headers: dict[str, str], demo: Database
+) -> None:
+    """Confirmed sales are checked against rows locked once and written together: 4 or 12 sales cost
+    the same number of statements, apart from SQLite's row-at-a-time INSERT ... RETURNING (no round trips
+    there). A service that flushed or queried per sale would make the count grow with the batch."""
+    statements: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def cost(prefix: str, n: int) -> int:
+        statements.clear()
+        event.listen(demo.engine, "before_cursor_execute", listen)
+        try:
+            response = push(client, driver_headers, [sale(f"{prefix}-{i}", 1 + i % 2) for i in range(n)])
+        finally:
+            event.remove(demo.engine, "before_cursor_execute", listen)
+        assert {r["status"] for r in response["results"]} == {"applied"}
+        if demo.dialect == "sqlite":
+            return sum(1 for s in statements if not (s.startswith("INSERT") and "RETURNING" in s))
+        return len(statements)
+
+    cost("warm", 2)  # first use of the number series and of both sites' stock rows
+    small, large = cost("s", 4), cost("l", 12)  # truck 1 holds 20 x CYL12.7
+    assert large == small, (small, large)
