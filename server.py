@@ -4,6 +4,7 @@ once, and serves with uvicorn. Nothing touches the database at import time."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -95,7 +96,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 def create_app_from_env() -> Starlette:
     """The factory uvicorn workers call: settings come from the environment the parent prepared."""
     configure_logging()
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """The worker's long-lived objects (mappers, schemas, routes, compiled statements) are moved out of the
+    cyclic collector's sight, and young collections run less often. A 500-change batch allocates many
+    short-lived objects; with the defaults, full collections walking everything the process holds took
+    about a third of a batch of new customers' time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def prepare(settings: Settings, demo: bool) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -67,6 +67,22 @@ class PendingAudit:
     context: Callable[[], Doc] | Doc
 
 
+class Staged:
+    """A new record that is not an ORM object: its row is written with the other staged rows of its table
+    by one multi-row INSERT at the unit's next flush (`flush_all`), at a fraction of the ORM's cost per
+    row (a sync batch of 500 new customers). It reads like the record: its column values are attributes;
+    `id` is None until the row is written. Use it for records nothing else in the unit changes before the
+    flush; a later change loads the written row as a normal ORM object."""
+
+    def __init__(self, session: Session, table: Table, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+        self.id: int | None = None
+        self.staged_in, self.table, self.values = session, table, values
+
+
+Mark = tuple[int, int, tuple[tuple[str, int], ...], int, int]
+
+
 @dataclass
 class Ledger:
     """What the current transaction changed, in the order it happened, waiting for the commit."""
@@ -76,24 +92,35 @@ class Ledger:
     settled: int = 0  # audits before this index have their contexts frozen (see settle_audits)
     # Document number series used in this transaction: name -> [value read under lock, last handed out]
     numbers: dict[str, list[int]] = field(default_factory=dict)
+    staged: list[Staged] = field(default_factory=list)
+    written: int = 0  # staged rows before this index are in the database
 
-    def mark(self) -> tuple[int, int, tuple[tuple[str, int], ...]]:
-        return len(self.changes), len(self.audits), tuple((name, s[1]) for name, s in self.numbers.items())
+    def mark(self) -> Mark:
+        numbers = tuple((name, s[1]) for name, s in self.numbers.items())
+        return len(self.changes), len(self.audits), numbers, len(self.staged), self.written
 
-    def rollback_to(self, mark: tuple[int, int, tuple[tuple[str, int], ...]]) -> None:
+    def rollback_to(self, mark: Mark) -> None:
         """Forget what a rolled-back savepoint recorded, numbers included (a series first used inside it is
-        locked and read again on its next use: the savepoint may have created its counter row)."""
+        locked and read again on its next use: the savepoint may have created its counter row). Staged
+        rows of earlier changes that were written inside the savepoint went with it: written again later."""
         del self.changes[mark[0] :]
         del self.audits[mark[1] :]
         self.settled = min(self.settled, len(self.audits))
         kept = dict(mark[2])
         self.numbers = {name: [s[0], kept[name]] for name, s in self.numbers.items() if name in kept}
+        del self.staged[mark[3] :]
+        if self.written > mark[4]:
+            for row in self.staged[mark[4] :]:
+                row.id = None
+        self.written = min(self.written, mark[4], len(self.staged))
 
     def clear(self) -> None:
         self.changes.clear()
         self.audits.clear()
         self.settled = 0
         self.numbers.clear()
+        self.staged.clear()
+        self.written = 0
 
 
 def ledger_of(session: Session) -> Ledger:
@@ -120,6 +147,43 @@ class SharedDoc:
         if key != self.key or key[0] is None:
             self.value, self.key = self.build(), key
         return self.value
+
+
+def stage(session: Session, table: Table, values: dict[str, Any]) -> Staged:
+    """Stage a new row of `table` (every column a reader needs among `values`); see `Staged`."""
+    row = Staged(session, table, values)
+    ledger_of(session).staged.append(row)
+    return row
+
+
+def write_staged(session: Session) -> None:
+    """Write the staged rows not yet written, one multi-row INSERT ... RETURNING per table, in order."""
+    ledger = session.info.get(LEDGER_KEY)
+    if ledger is None or ledger.written >= len(ledger.staged):
+        return
+    pending = ledger.staged[ledger.written :]
+    ledger.written = len(ledger.staged)
+    by_table: dict[Table, list[Staged]] = {}
+    for row in pending:
+        by_table.setdefault(row.table, []).append(row)
+    for table, rows in by_table.items():
+        for chunk in _chunks(rows):  # type: ignore[arg-type]
+            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            ids = session.execute(stmt, [r.values for r in chunk]).scalars().all()
+            for row, new_id in zip(chunk, ids, strict=True):
+                row.id = new_id  # type: ignore[attr-defined]
+
+
+def flush_all(session: Session) -> None:
+    """Staged rows, then the ORM's pending objects: after this every new record of the unit has its id."""
+    write_staged(session)
+    session.flush()
+
+
+@event.listens_for(Session, "before_flush")
+def _staged_rows_first(session: Session, _context: Any, _instances: Any) -> None:
+    """An ORM flush may carry rows that refer to staged ones: write those first."""
+    write_staged(session)
 
 
 def target_id(target: Target) -> int | None:
@@ -170,7 +234,7 @@ def settle_audits(session: Session) -> None:
     ledger.settled = len(ledger.audits)
     if not any(callable(a.context) for a in unsettled):
         return
-    session.flush()
+    flush_all(session)
     for pending in unsettled:
         if callable(pending.context):
             pending.context = pending.context()
@@ -182,10 +246,10 @@ def write_ledger(session: Session) -> None:
     if ledger is not None:
         write_numbers(session, ledger)
     if ledger is None or (not ledger.changes and not ledger.audits):
-        session.flush()
+        flush_all(session)
         return
     # 1. Every new record gets its id.
-    session.flush()
+    flush_all(session)
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
     audit_rows = [
@@ -297,7 +361,7 @@ def _upsert_feed(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(stmt, chunk)
 
 
-def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+def _chunks(rows: list[Any]) -> Iterable[list[Any]]:
     for start in range(0, len(rows), CHUNK):
         yield rows[start : start + CHUNK]
 
@@ -306,9 +370,13 @@ __all__ = [
     "GENESIS_HASH",
     "PUBLIC_SCOPE",
     "Ledger",
+    "SharedDoc",
+    "Staged",
     "audit_hash",
     "dumps",
+    "flush_all",
     "ledger_of",
     "settle_audits",
+    "stage",
     "write_ledger",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, object_session
 
 from domain.accounts.policy import Actor
 from domain.clock import utcnow
+from domain.ledger import Staged, flush_all
 from domain.settings import Settings
 
 
@@ -52,9 +53,10 @@ class Outcome:
         """The record's id. Services leave new records to the unit's one flush (a batch of changes is then
         written with multi-row INSERTs), so asking for a new record's id flushes its session first."""
         if self.record.id is None:
-            session = object_session(self.record)
+            record = self.record
+            session = record.staged_in if isinstance(record, Staged) else object_session(record)
             if session is not None:
-                session.flush()
+                flush_all(session)
         return int(self.record.id)
 
     @property

@@ -54,7 +54,7 @@ from domain.errors import (
 )
 from domain.feed.services import current_seq
 from domain.invoicing.outputs.mail import after_confirms
-from domain.ledger import ledger_of, settle_audits
+from domain.ledger import flush_all, ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
 from domain.sales.planning import forget_meters
 from domain.service import Call, Outcome
@@ -101,8 +101,11 @@ class Result:
     error: DomainError | None = None
     stored: dict[str, Any] | None = None  # a duplicate's stored result
     twin: Result | None = None  # a duplicate of a change applied earlier in this same batch
+    wire: dict[str, Any] | None = None  # the answer, fixed before the unit ends (see `Runner.finish`)
 
     def to_wire(self) -> dict[str, Any]:
+        if self.wire is not None:
+            return self.wire
         if self.status == "duplicate":
             stored = self.twin.to_wire() if self.twin is not None else self.stored
             assert stored is not None
@@ -293,7 +296,7 @@ class Runner:
             assert found.outcome is not None
             settle_audits(self.session)  # the record may change now: freeze what was said about it so far
             if found.outcome.record.id is None:
-                self.session.flush()  # services leave new records to the unit's flush: its id is needed now
+                flush_all(self.session)  # services leave new records to the unit's flush: its id is needed now
             return found.outcome.id
         if temp_id in self.refused:
             raise DependencyRejected(
@@ -390,7 +393,9 @@ class Runner:
 
     def finish(self, device: Device, now: datetime) -> None:
         """Flush the services' rows, then write idempotency records, rejections and the device counters."""
-        self.session.flush()
+        flush_all(self.session)
+        for r in self.results:  # every record has its id now; after a rollback (dry run) none may be read
+            r.wire = r.to_wire()
         applied = [r for r in self.results if r.status == "applied"]
         if applied:
             rows = [

@@ -19,6 +19,7 @@ from domain.catalog import services as svc
 from domain.catalog.docs import depot_doc, equipment_doc, service_doc, truck_doc
 from domain.catalog.models import Customer, Depot, EquipmentModel, Service, Truck
 from domain.errors import NotFound
+from domain.ledger import flush_all
 from domain.service import Call, Outcome
 from domain.wire import parse
 
@@ -69,7 +70,7 @@ def _write(ctx: Ctx, service: Callable[[Call], Outcome], view: Callable[[Session
 
     def work(call: Call) -> dict[str, Any]:
         outcome = service(call)
-        call.session.flush()
+        flush_all(call.session)
         return view(call.session, outcome.record)
 
     return ctx.run(work)

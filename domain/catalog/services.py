@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.policy import refuse_admin_only_fields, require_admin
@@ -41,7 +41,7 @@ from domain.catalog.schemas import (
 )
 from domain.errors import Conflict, NotFound, ValidationError
 from domain.feed.services import record_change
-from domain.ledger import SharedDoc
+from domain.ledger import SharedDoc, Staged, stage
 from domain.money import money_str
 from domain.service import Call, Outcome
 
@@ -105,8 +105,12 @@ def _unique(session: Session, model: Any, column: str, value: object, entity: st
         )
 
 
+CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+
+
 def _created(call: Call, entity: str, row: Any, build: Callable[[], dict[str, Any]]) -> Outcome:
-    call.session.add(row)  # its id comes with the next flush (the REST handler's, or a sync batch's single one)
+    if not isinstance(row, Staged):
+        call.session.add(row)  # its id comes with the next flush (the REST handler's, or a sync batch's one)
     doc = SharedDoc(row, build)
     record_change(call.session, entity, row, doc=doc)
     audit(call.session, call.actor.id, call.device_id, "create", entity, row, after=doc, **call.audit_context())
@@ -242,24 +246,27 @@ def create_customer(call: Call, cmd: CustomerCreate) -> Outcome:
         _unique(session, Meter, "serial", serial, "meter")
     planned = _check_prices(session, cmd.prices) if cmd.prices is not None else []
     # -- act
-    customer = Customer(
-        name=cmd.name,
-        address=cmd.address,
-        email=cmd.email,
-        phone=cmd.phone,
-        meter_rate=cmd.meter_rate if cmd.meter_rate is not None else Decimal("0"),
-        kg_rate=cmd.kg_rate,
-        created_by=call.actor.id,
-        created_at=call.now,
-        version=1,
-        last_modified=call.now,
-    )
-    session.add(customer)
+    values = {
+        "name": cmd.name,
+        "address": cmd.address,
+        "email": cmd.email,
+        "phone": cmd.phone,
+        "meter_rate": cmd.meter_rate if cmd.meter_rate is not None else Decimal("0"),
+        "kg_rate": cmd.kg_rate,
+        "active": True,
+        "created_by": call.actor.id,
+        "created_at": call.now,
+        "version": 1,
+        "last_modified": call.now,
+    }
     if cmd.meter is None and not planned:
-        # The usual tablet case: nothing else to write, and the document needs no query (a sync batch of
-        # new customers is then written with one multi-row INSERT at the end).
+        # The usual tablet case: one row and nothing else, and a document that needs no query. The row is
+        # staged, so a sync batch of new customers is one multi-row INSERT without ORM objects.
+        staged = stage(session, CUSTOMERS, values)
         no_prices: dict[str, dict[str, str]] = {"equipment": {}, "services": {}}
-        return _created(call, "customer", customer, lambda: customer_doc(customer, [], no_prices))
+        return _created(call, "customer", staged, lambda: customer_doc(staged, [], no_prices))  # type: ignore[arg-type]
+    customer = Customer(**values)
+    session.add(customer)
     session.flush()  # the meter and prices need the customer's id
     if cmd.meter is not None:
         session.add(Meter(customer_id=customer.id, serial=serial, version=1, last_modified=call.now))

@@ -25,10 +25,10 @@ from domain.audit.services import audit
 from domain.catalog.models import Customer
 from domain.errors import NotFound, ValidationError
 from domain.feed.services import number_for, record_change
-from domain.ledger import SharedDoc
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import INVOICE_STATUSES, PAYMENT_METHODS, Invoice, InvoiceEvent, InvoiceLine, Payment
 from domain.invoicing.schemas import InvoiceStep
+from domain.ledger import SharedDoc
 from domain.money import money_str, to_money
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction

@@ -4,17 +4,25 @@ with the batch (the fast path of sync-protocol.md "Push", issue 7's design)."""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from starlette.testclient import TestClient
 
-from domain.catalog.models import Meter
+from domain.audit.verify import verify_chain
+from domain.catalog.models import Customer, Meter
+from domain.catalog.services import CUSTOMERS
 from domain.db import Database
+from domain.errors import ValidationError
 from domain.feed.models import Counter
 from domain.invoicing.models import Invoice, InvoiceLine
+from domain.ledger import flush_all, stage
 from domain.sales.models import MeterReading, Transaction
+from domain.service import Call, Outcome
+from reconcile.ops import OPS, Op
 from tests.contract.sync_support import by_temp_id, push, recent
 
 
@@ -159,3 +167,48 @@ def test_statements_do_not_grow_with_the_batch(
     cost("warm", 2)  # first use of the number series and of both sites' stock rows
     small, large = cost("s", 4), cost("l", 12)  # truck 1 holds 20 x CYL12.7
     assert large == small, (small, large)
+
+
+def test_a_change_that_refuses_after_writing_sends_the_batch_change_by_change(
+    client: TestClient,
+    driver_headers: dict[str, str],
+    demo: Database,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path trusts services to check before they write. An op that breaks that rule (injected
+    here: it writes the batch's staged customers, stages one of its own, then refuses) trips the wire:
+    the batch is run again with a savepoint per change. The refused change's savepoint also took the
+    earlier changes' customers it had written: they are written again, exactly once."""
+
+    def faulty(call: Call, command: Any) -> Outcome:
+        flush_all(call.session)  # writes f-0's staged customer inside this change's savepoint
+        stage(call.session, CUSTOMERS, {"name": "Never Written", "address": "x", "meter_rate": Decimal("0"),
+                                        "active": True, "version": 1, "last_modified": call.now})  # fmt: skip
+        raise ValidationError("refused after writing", "data.id")
+
+    op = OPS["customer.update"]
+    monkeypatch.setitem(OPS, "customer.update", Op(op.name, op.entity, op.command, faulty))
+    changes = [
+        {"client_temp_id": "f-0", "op": "customer.create", "data": {"name": "Plain One", "address": "1 Rd"}},
+        {"client_temp_id": "f-1", "op": "customer.update", "data": {"id": 1, "phone": "+65 6000 0001"}},
+        {"client_temp_id": "f-2", "op": "customer.create", "data": {"name": "Plain Two", "address": "2 Rd"}},
+        sale("f-3", "f-0", reading="10.00"),
+    ]
+    with caplog.at_level(logging.INFO, logger="lpg.reconcile"):
+        results = by_temp_id(push(client, driver_headers, changes))
+    assert any("applying change by change" in r.getMessage() for r in caplog.records)
+    assert {t: r["status"] for t, r in results.items()} == {
+        "f-0": "applied", "f-1": "rejected", "f-2": "applied", "f-3": "applied",
+    }  # fmt: skip
+
+    def read(s: Any) -> Any:
+        wanted = ["Plain One", "Plain Two", "Never Written"]
+        rows = s.execute(select(Customer.name, Customer.id).where(Customer.name.in_(wanted))).all()
+        buyer = s.execute(select(Transaction.customer_id).where(Transaction.id == results["f-3"]["id"])).scalar_one()
+        return sorted(rows), buyer
+
+    rows, buyer = demo.read(read)
+    assert rows == [("Plain One", results["f-0"]["id"]), ("Plain Two", results["f-2"]["id"])]
+    assert buyer == results["f-0"]["id"]
+    assert verify_chain(demo).ok
