@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Table, event, insert, select, update
@@ -70,14 +70,35 @@ class PendingAudit:
 class Staged:
     """A new record that is not an ORM object: its row is written with the other staged rows of its table
     by one multi-row INSERT at the unit's next flush (`flush_all`), at a fraction of the ORM's cost per
-    row (a sync batch of 500 new customers). It reads like the record: its column values are attributes;
-    `id` is None until the row is written. Use it for records nothing else in the unit changes before the
-    flush; a later change loads the written row as a normal ORM object."""
+    row (a sync batch of 500 new customers or sales). It reads like the record: its column values are
+    attributes (set them before the flush and the row is written with them), other attributes may stand in
+    for relationships (`trx.deliveries`), and `id` is None until the row is written. A column's value may
+    be another staged record: the row is written after it, with its id. Use it for records nothing else in
+    the unit changes before the flush; a later change loads the written row as a normal ORM object."""
 
     def __init__(self, session: Session, table: Table, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
         self.id: int | None = None
-        self.staged_in, self.table, self.values = session, table, values
+        self.staged_in, self.table, self.columns = session, table, tuple(values)
+        # References are kept apart: a row written again (after a savepoint rollback) takes the new ids.
+        self.refs = {column: value for column, value in values.items() if isinstance(value, Staged)}
+
+    if TYPE_CHECKING:  # columns and stand-ins are plain attributes, set per table
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+    def ready(self) -> bool:
+        """Every staged record this row refers to is written."""
+        return all(ref.id is not None for ref in self.refs.values())
+
+    def params(self) -> dict[str, Any]:
+        """The row to insert; references to staged records become their ids (readers see the ids too)."""
+        row = self.__dict__
+        for column, ref in self.refs.items():
+            row[column] = ref.id
+        return {column: row[column] for column in self.columns}
 
 
 Mark = tuple[int, int, tuple[tuple[str, int], ...], int, int]
@@ -163,15 +184,20 @@ def write_staged(session: Session) -> None:
         return
     pending = ledger.staged[ledger.written :]
     ledger.written = len(ledger.staged)
-    by_table: dict[Table, list[Staged]] = {}
-    for row in pending:
-        by_table.setdefault(row.table, []).append(row)
-    for table, rows in by_table.items():
-        for chunk in _chunks(rows):  # type: ignore[arg-type]
+    while pending:  # rows that refer to staged rows wait for a later round (a sale's lines for the sale)
+        ready = [row for row in pending if row.ready()]
+        if not ready:
+            raise RuntimeError("staged rows refer to staged rows that are not in this unit")
+        by_kind: dict[tuple[Table, tuple[str, ...]], list[Staged]] = {}
+        for row in ready:
+            by_kind.setdefault((row.table, row.columns), []).append(row)
+        for (table, _columns), rows in by_kind.items():
             stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-            ids = session.execute(stmt, [r.values for r in chunk]).scalars().all()
-            for row, new_id in zip(chunk, ids, strict=True):
-                row.id = new_id  # type: ignore[attr-defined]
+            for chunk in _chunks(rows):
+                ids = session.execute(stmt, [r.params() for r in chunk]).scalars().all()
+                for row, new_id in zip(chunk, ids, strict=True):
+                    row.id = new_id
+        pending = [row for row in pending if row.id is None]
 
 
 def flush_all(session: Session) -> None:

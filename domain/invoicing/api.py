@@ -19,6 +19,7 @@ from domain.invoicing import services
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import Invoice
 from domain.invoicing.schemas import InvoiceOut, InvoiceResult, MarkPaid, MarkStep
+from domain.ledger import flush_all
 from domain.sales.timing import day_bounds
 from domain.service import Call, Outcome
 from domain.wire import MAX_ID
@@ -50,7 +51,7 @@ class InvoiceQuery(Page):
 
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
-    call.session.flush()
+    flush_all(call.session)
     body = invoice_doc(call.session, outcome.record)
     body["warnings"] = outcome.warnings
     return body

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from domain.accounts.policy import ensure_visible, owner_filter
 from domain.api import USER, Ctx, PageQuery, Router, paginate, path_id
 from domain.invoicing.outputs.mail import after_confirm
+from domain.ledger import flush_all
 from domain.sales import services
 from domain.sales.docs import meter_reading_doc, transaction_doc
 from domain.sales.models import MeterReading, Transaction
@@ -77,7 +78,7 @@ class MeterReadingQuery(Page):
 
 def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
     """The record's representation, plus the outcome's warnings (and conflict, for an update)."""
-    call.session.flush()
+    flush_all(call.session)
     body = transaction_doc(call.session, outcome.record, outcome.related.get("invoice"))
     body["warnings"] = outcome.warnings
     if outcome.conflict is not None:
@@ -224,7 +225,7 @@ def create_meter_reading(ctx: Ctx) -> dict[str, Any]:
 
     def work(call: Call) -> dict[str, Any]:
         outcome = services.record_meter_reading(call, ctx.body)
-        call.session.flush()
+        flush_all(call.session)
         return meter_reading_doc(outcome.record)
 
     return ctx.run(work)

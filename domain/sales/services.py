@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from domain.accounts.policy import ensure_visible
 from domain.audit.services import audit
@@ -30,7 +31,7 @@ from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
 from domain.invoicing.services import issue_invoice
-from domain.ledger import SharedDoc
+from domain.ledger import SharedDoc, Staged, stage
 from domain.logistics.docs import FEED_ENTITY, stock_doc
 from domain.sales import planning
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -40,6 +41,11 @@ from domain.sales.pricing import usage_of
 from domain.sales.schemas import MeterReadingCreate, TransactionCreate, TransactionUpdate
 from domain.sales.timing import check_occurred_at
 from domain.service import Call, Outcome
+
+TRANSACTIONS: Table = Transaction.__table__  # type: ignore[assignment]
+DELIVERY_LINES: Table = DeliveryLine.__table__  # type: ignore[assignment]
+SERVICE_LINES: Table = ServiceLine.__table__  # type: ignore[assignment]
+METER_READINGS: Table = MeterReading.__table__  # type: ignore[assignment]
 
 
 def _deliveries_in(cmd_lines: Any) -> list[DeliveryInput]:
@@ -67,6 +73,8 @@ def create_transaction(call: Call, cmd: TransactionCreate) -> Outcome:
     )  # fmt: skip
     if cmd.confirm:
         planning.check_stock(call, plan)
+        # -- every check passed: from here on, only writes --
+        return _confirm(call, _staged_sale(call, cmd.occurred_at, plan), plan, before=None)
     # -- every check passed: from here on, only writes --
     session = call.session
     trx = Transaction(
@@ -80,15 +88,75 @@ def create_transaction(call: Call, cmd: TransactionCreate) -> Outcome:
         last_modified=call.now,
     )
     _write_lines(trx, plan)
-    session.add(trx)  # no flush: ids come at the unit's one flush, so a batch of sales inserts together
-    if cmd.confirm:
-        return _confirm(call, trx, plan, before=None)
+    session.add(trx)  # no flush: its id comes at the unit's one flush
     audit(
         session, call.actor.id, call.device_id, "create", "transaction", trx,
         after=_doc(call, trx), **call.audit_context(),
     )  # fmt: skip
     record_change(session, "transaction", trx, doc=_doc(call, trx), scope=trx.driver_id)
     return Outcome("transaction", trx)
+
+
+def _staged_sale(call: Call, occurred_at: datetime, plan: Plan) -> Staged:
+    """A sale confirmed as it is created (the tablets' usual case) is staged rather than built from ORM
+    objects: the transaction and its lines are written with the batch's other sales by one multi-row
+    INSERT per table (see `domain.ledger.Staged`). Its attributes read like a Transaction's."""
+    session, meter = call.session, plan.meter
+    trx = stage(
+        session,
+        TRANSACTIONS,
+        {
+            "number": None,
+            "customer_id": plan.customer.id,
+            "truck_id": plan.truck.id,
+            "driver_id": call.actor.id,
+            "status": "draft",
+            "occurred_at": occurred_at,
+            "created_at": call.now,
+            "confirmed_at": None,
+            "cancelled_at": None,
+            "meter_reading": meter.reading if meter is not None else None,
+            "usage": meter.line.qty if meter is not None else None,
+            "usage_amount": meter.line.amount if meter is not None else None,
+            "subtotal": plan.sums.subtotal,
+            "gst": plan.sums.gst,
+            "total": plan.sums.total,
+            "device_id": call.device_id,
+            "version": 1,
+            "last_modified": call.now,
+        },
+    )
+    trx.deliveries = [
+        stage(
+            session,
+            DELIVERY_LINES,
+            {
+                "transaction_id": trx,
+                "equipment_id": d.equipment.id,
+                "kind": d.kind,
+                "qty": d.qty,
+                "remaining_kg": d.remaining_kg,
+                "unit_price": d.line.unit_price,
+                "amount": d.line.amount,
+            },
+        )
+        for d in plan.deliveries
+    ]
+    trx.services = [
+        stage(
+            session,
+            SERVICE_LINES,
+            {
+                "transaction_id": trx,
+                "service_id": s.service.id,
+                "qty": s.qty,
+                "unit_price": s.line.unit_price,
+                "amount": s.line.amount,
+            },
+        )
+        for s in plan.services
+    ]
+    return trx
 
 
 def _write_lines(trx: Transaction, plan: Plan) -> None:
@@ -161,7 +229,7 @@ def confirm_transaction(call: Call, transaction_id: int) -> Outcome:
     return _confirm(call, trx, plan, before=before)
 
 
-def _confirm(call: Call, trx: Transaction, plan: Plan, before: dict[str, Any] | None) -> Outcome:
+def _confirm(call: Call, trx: Transaction | Staged, plan: Plan, before: dict[str, Any] | None) -> Outcome:
     session = call.session
     trx.status = "confirmed"
     trx.confirmed_at = call.now
@@ -170,7 +238,7 @@ def _confirm(call: Call, trx: Transaction, plan: Plan, before: dict[str, Any] | 
     if plan.meter is not None:
         _record_reading(call, plan, trx)
     invoice = issue_invoice(call, trx, plan.customer, plan.lines, plan.sums)
-    doc = SharedDoc(trx, lambda: transaction_doc(session, trx, invoice))
+    doc = SharedDoc(trx, lambda: transaction_doc(session, trx, invoice))  # type: ignore[arg-type]
     audit(
         session, call.actor.id, call.device_id, "confirm", "transaction", trx,
         before=before, after=doc, created=before is None, stock=movements, invoice=invoice.number,
@@ -197,7 +265,7 @@ def _move_stock(call: Call, plan: Plan) -> list[dict[str, Any]]:
     return movements
 
 
-def _record_reading(call: Call, plan: Plan, trx: Transaction) -> MeterReading:
+def _record_reading(call: Call, plan: Plan, trx: Transaction | Staged) -> Staged:
     assert plan.meter is not None
     return _write_reading(
         call, plan.customer.id, plan.meter.meter, plan.meter.reading, trx.occurred_at, trx.driver_id, trx
@@ -211,38 +279,45 @@ def _write_reading(
     value: Decimal,
     occurred_at: Any,
     driver_id: int,
-    trx: Transaction | None,
-) -> MeterReading:
-    """Record a reading and move the meter's last reading; a customer without a meter gets one now."""
+    trx: Transaction | Staged | None,
+) -> Staged:
+    """Record a reading and move the meter's last reading; a customer without a meter gets one now. The
+    reading is a staged row (written with the batch's others); a new meter is flushed at once (rare), so
+    the reading's row can name it."""
     session = call.session
     if meter is None:
         meter = Meter(customer_id=customer_id, serial=None, active=True, last_modified=call.now)
         session.add(meter)
+        session.flush()
         planning.remember_meter(call, customer_id, meter)
     else:
         meter.touch(call.now)
-    reading = MeterReading(
-        meter=meter,
-        customer_id=customer_id,
-        reading=value,
-        previous_reading=meter.last_reading,
-        usage=usage_of(value, meter.last_reading),
-        occurred_at=occurred_at,
-        recorded_at=call.now,
-        driver_id=driver_id,
-        transaction=trx,
-        device_id=call.device_id,
-        last_modified=call.now,
+    reading = stage(
+        session,
+        METER_READINGS,
+        {
+            "meter_id": meter.id,
+            "customer_id": customer_id,
+            "reading": value,
+            "previous_reading": meter.last_reading,
+            "usage": usage_of(value, meter.last_reading),
+            "occurred_at": occurred_at,
+            "recorded_at": call.now,
+            "driver_id": driver_id,
+            "transaction_id": trx if isinstance(trx, Staged) else (trx.id if trx is not None else None),
+            "device_id": call.device_id,
+            "version": 1,
+            "last_modified": call.now,
+        },
     )
     meter.last_reading, meter.last_reading_at = value, occurred_at
-    session.add(reading)
     _republish_customer(call, customer_id)
+    doc = SharedDoc(reading, lambda: meter_reading_doc(reading))  # type: ignore[arg-type]
     audit(
         session, call.actor.id, call.device_id, "create", "meter_reading", reading,
-        after=lambda: meter_reading_doc(reading), transaction=(lambda: trx.id) if trx is not None else None,
-        **call.audit_context(),
+        after=doc, transaction=(lambda: trx.id) if trx is not None else None, **call.audit_context(),
     )  # fmt: skip
-    record_change(session, "meter_reading", reading, doc=lambda: meter_reading_doc(reading), scope=driver_id)
+    record_change(session, "meter_reading", reading, doc=doc, scope=driver_id)
     return reading
 
 
