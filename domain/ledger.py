@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, event, insert, select, update
+from sqlalchemy import Table, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -192,12 +192,32 @@ def write_staged(session: Session) -> None:
         for row in ready:
             by_kind.setdefault((row.table, row.columns), []).append(row)
         for (table, _columns), rows in by_kind.items():
-            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             for chunk in _chunks(rows):
-                ids = session.execute(stmt, [r.params() for r in chunk]).scalars().all()
+                ids = _insert_rows(session, table, [r.params() for r in chunk])
                 for row, new_id in zip(chunk, ids, strict=True):
                     row.id = new_id
         pending = [row for row in pending if row.id is None]
+
+
+def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert `rows`; their new ids, in order.
+
+    MariaDB answers a multi-row `INSERT ... RETURNING` in the rows' order. SQLite has no such ordering
+    guarantee, so SQLAlchemy would send the rows one by one; but a SQLite writer holds the database alone
+    (`BEGIN IMMEDIATE`), so one `executemany` gives the rows consecutive ids ending at
+    `last_insert_rowid()`. That is checked (the range must hold exactly these rows), never assumed."""
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(session.execute(stmt, rows).scalars().all())
+    session.execute(insert(table), rows)
+    last = int(session.execute(text("SELECT last_insert_rowid()")).scalar_one())
+    first = last - len(rows) + 1
+    held = session.execute(
+        select(func.count()).select_from(table).where(table.c.id.between(first, last))
+    ).scalar_one()
+    if held != len(rows):
+        raise RuntimeError(f"{table.name}: the new rows' ids are not consecutive")
+    return list(range(first, last + 1))
 
 
 def flush_all(session: Session) -> None:
