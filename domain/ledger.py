@@ -212,9 +212,7 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     session.execute(insert(table), rows)
     last = int(session.execute(text("SELECT last_insert_rowid()")).scalar_one())
     first = last - len(rows) + 1
-    held = session.execute(
-        select(func.count()).select_from(table).where(table.c.id.between(first, last))
-    ).scalar_one()
+    held = session.execute(select(func.count()).select_from(table).where(table.c.id.between(first, last))).scalar_one()
     if held != len(rows):
         raise RuntimeError(f"{table.name}: the new rows' ids are not consecutive")
     return list(range(first, last + 1))
