@@ -130,10 +130,9 @@ class Ledger:
         kept = dict(mark[2])
         self.numbers = {name: [s[0], kept[name]] for name, s in self.numbers.items() if name in kept}
         del self.staged[mark[3] :]
-        if self.written > mark[4]:
-            for row in self.staged[mark[4] :]:
-                row.id = None
-        self.written = min(self.written, mark[4], len(self.staged))
+        for row in self.staged[mark[4] :]:
+            row.id = None
+        self.written = min(mark[4], len(self.staged))
 
     def clear(self) -> None:
         self.changes.clear()
@@ -177,8 +176,14 @@ def stage(session: Session, table: Table, values: dict[str, Any]) -> Staged:
     return row
 
 
+def row_ref(record: Any) -> Any:
+    """How a staged row names `record` in a column: the staged record itself (its row is written first
+    and the column gets its id), or the id of a record that has one."""
+    return record if isinstance(record, Staged) else record.id
+
+
 def write_staged(session: Session) -> None:
-    """Write the staged rows not yet written, one multi-row INSERT ... RETURNING per table, in order."""
+    """Write the staged rows not yet written, one multi-row INSERT per table (see `_insert_rows`)."""
     ledger = session.info.get(LEDGER_KEY)
     if ledger is None or ledger.written >= len(ledger.staged):
         return
@@ -289,11 +294,10 @@ def write_ledger(session: Session) -> None:
     ledger = session.info.get(LEDGER_KEY)
     if ledger is not None:
         write_numbers(session, ledger)
-    if ledger is None or (not ledger.changes and not ledger.audits):
-        flush_all(session)
-        return
     # 1. Every new record gets its id.
     flush_all(session)
+    if ledger is None or (not ledger.changes and not ledger.audits):
+        return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
     audit_rows = [
@@ -420,6 +424,7 @@ __all__ = [
     "dumps",
     "flush_all",
     "ledger_of",
+    "row_ref",
     "settle_audits",
     "stage",
     "write_ledger",

@@ -295,9 +295,7 @@ class Runner:
             self._same_entity(found.entity, entity, temp_id, field_name)
             assert found.outcome is not None
             settle_audits(self.session)  # the record may change now: freeze what was said about it so far
-            if found.outcome.record.id is None:
-                flush_all(self.session)  # services leave new records to the unit's flush: its id is needed now
-            return found.outcome.id
+            return found.outcome.id  # a new record's id flushes the unit (Outcome.id)
         if temp_id in self.refused:
             raise DependencyRejected(
                 f"{temp_id} was refused, so this change that depends on it is refused too",

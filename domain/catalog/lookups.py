@@ -10,6 +10,7 @@ savepoint calls `forget`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -23,16 +24,20 @@ CACHE_KEY = "lpg_lookups"
 PRICES_KEY = "lpg_prices"
 
 
-def held(session: Session, model: Any, record_id: int) -> Any:
-    """`session.get`, holding the record for the session's life (None when there is no such record)."""
+def _remembered(session: Session, key: Any, load: Callable[[], Any]) -> Any:
+    """`load()`, remembered under `key` for the session's life once it found something."""
     cache: dict[Any, Any] = session.info.setdefault(CACHE_KEY, {})
-    key = (model, record_id)
     found = cache.get(key)
     if found is None:
-        found = session.get(model, record_id)
+        found = load()
         if found is not None:
             cache[key] = found
     return found
+
+
+def held(session: Session, model: Any, record_id: int) -> Any:
+    """`session.get`, holding the record for the session's life (None when there is no such record)."""
+    return _remembered(session, (model, record_id), lambda: session.get(model, record_id))
 
 
 def forget(session: Session) -> None:
@@ -49,14 +54,12 @@ def _by_code_or_id(session: Session, model: Any, entity: str, code_or_id: int | 
     """A record named by its id or its code; `not_found`, or `invalid_state` when inactive and `for_use`."""
     if isinstance(code_or_id, int):
         found = held(session, model, code_or_id)
-    else:
-        cache: dict[Any, Any] = session.info.setdefault(CACHE_KEY, {})
-        key = (model, "code", code_or_id)
-        found = cache.get(key)
-        if found is None:
-            found = session.execute(select(model).where(model.code == code_or_id)).scalar_one_or_none()
-            if found is not None:  # codes never change once created
-                cache[key] = found
+    else:  # codes never change once created
+        found = _remembered(
+            session,
+            (model, "code", code_or_id),
+            lambda: session.execute(select(model).where(model.code == code_or_id)).scalar_one_or_none(),
+        )
     if found is None:
         raise NotFound(f"{entity} {code_or_id!r} not found", {"entity": entity, "id": code_or_id})
     if for_use and not found.active:

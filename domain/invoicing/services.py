@@ -28,7 +28,7 @@ from domain.feed.services import number_for, record_change
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import INVOICE_STATUSES, PAYMENT_METHODS, Invoice, InvoiceEvent, InvoiceLine, Payment
 from domain.invoicing.schemas import InvoiceStep
-from domain.ledger import SharedDoc, Staged, stage
+from domain.ledger import SharedDoc, Staged, row_ref, stage
 from domain.money import money_str, to_money
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
@@ -55,7 +55,7 @@ def issue_invoice(
         INVOICES,
         {
             "number": number_for(session, "INV", call.now, call.settings.timezone),
-            "transaction_id": trx if isinstance(trx, Staged) else trx.id,
+            "transaction_id": row_ref(trx),
             "customer_id": customer.id,
             "driver_id": trx.driver_id,
             "status": "generated",

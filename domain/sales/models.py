@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.base import Base, BigId, Kg, Money, Rate, Reading, Versioned, id_column
 from domain.clock import utcnow
-
-if TYPE_CHECKING:
-    from domain.catalog.models import Meter
 
 
 class MeterReading(Versioned, Base):
@@ -32,10 +28,6 @@ class MeterReading(Versioned, Base):
     driver_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
     transaction_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("transactions.id"))
     device_id: Mapped[str | None] = mapped_column(String(100))
-
-    # Set as objects, so a reading taken with a sale (or on a new meter) needs no flush to know the ids.
-    meter: Mapped[Meter] = relationship(foreign_keys=[meter_id])
-    transaction: Mapped[Transaction | None] = relationship(foreign_keys=[transaction_id])
 
 
 class Transaction(Versioned, Base):

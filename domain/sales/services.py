@@ -31,7 +31,7 @@ from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
 from domain.invoicing.services import issue_invoice
-from domain.ledger import SharedDoc, Staged, stage
+from domain.ledger import SharedDoc, Staged, row_ref, stage
 from domain.logistics.docs import FEED_ENTITY, stock_doc
 from domain.sales import planning
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -101,87 +101,71 @@ def _staged_sale(call: Call, occurred_at: datetime, plan: Plan) -> Staged:
     """A sale confirmed as it is created (the tablets' usual case) is staged rather than built from ORM
     objects: the transaction and its lines are written with the batch's other sales by one multi-row
     INSERT per table (see `domain.ledger.Staged`). Its attributes read like a Transaction's."""
-    session, meter = call.session, plan.meter
+    session = call.session
+    amounts, deliveries, services = _priced(plan)
     trx = stage(
         session,
         TRANSACTIONS,
         {
             "number": None,
-            "customer_id": plan.customer.id,
-            "truck_id": plan.truck.id,
             "driver_id": call.actor.id,
             "status": "draft",
             "occurred_at": occurred_at,
             "created_at": call.now,
             "confirmed_at": None,
             "cancelled_at": None,
-            "meter_reading": meter.reading if meter is not None else None,
-            "usage": meter.line.qty if meter is not None else None,
-            "usage_amount": meter.line.amount if meter is not None else None,
-            "subtotal": plan.sums.subtotal,
-            "gst": plan.sums.gst,
-            "total": plan.sums.total,
             "device_id": call.device_id,
             "version": 1,
             "last_modified": call.now,
+            **amounts,
         },
     )
-    trx.deliveries = [
-        stage(
-            session,
-            DELIVERY_LINES,
-            {
-                "transaction_id": trx,
-                "equipment_id": d.equipment.id,
-                "kind": d.kind,
-                "qty": d.qty,
-                "remaining_kg": d.remaining_kg,
-                "unit_price": d.line.unit_price,
-                "amount": d.line.amount,
-            },
-        )
-        for d in plan.deliveries
-    ]
-    trx.services = [
-        stage(
-            session,
-            SERVICE_LINES,
-            {
-                "transaction_id": trx,
-                "service_id": s.service.id,
-                "qty": s.qty,
-                "unit_price": s.line.unit_price,
-                "amount": s.line.amount,
-            },
-        )
-        for s in plan.services
-    ]
+    trx.deliveries = [stage(session, DELIVERY_LINES, {"transaction_id": trx, **d}) for d in deliveries]
+    trx.services = [stage(session, SERVICE_LINES, {"transaction_id": trx, **s}) for s in services]
     return trx
 
 
 def _write_lines(trx: Transaction, plan: Plan) -> None:
     """The lines and amounts as priced now (a draft's are a preview; a confirmed one's are final)."""
-    trx.customer_id, trx.truck_id = plan.customer.id, plan.truck.id
-    trx.deliveries = [
-        DeliveryLine(
-            equipment_id=d.equipment.id,
-            kind=d.kind,
-            qty=d.qty,
-            remaining_kg=d.remaining_kg,
-            unit_price=d.line.unit_price,
-            amount=d.line.amount,
-        )
+    amounts, deliveries, services = _priced(plan)
+    for name, value in amounts.items():
+        setattr(trx, name, value)
+    trx.deliveries = [DeliveryLine(**d) for d in deliveries]
+    trx.services = [ServiceLine(**s) for s in services]
+
+
+Row = dict[str, Any]
+
+
+def _priced(plan: Plan) -> tuple[Row, list[Row], list[Row]]:
+    """A transaction's columns as `plan` prices them (who, meter usage, totals), and its lines' columns."""
+    meter = plan.meter
+    amounts = {
+        "customer_id": plan.customer.id,
+        "truck_id": plan.truck.id,
+        "meter_reading": meter.reading if meter is not None else None,
+        "usage": meter.line.qty if meter is not None else None,
+        "usage_amount": meter.line.amount if meter is not None else None,
+        "subtotal": plan.sums.subtotal,
+        "gst": plan.sums.gst,
+        "total": plan.sums.total,
+    }
+    deliveries = [
+        {
+            "equipment_id": d.equipment.id,
+            "kind": d.kind,
+            "qty": d.qty,
+            "remaining_kg": d.remaining_kg,
+            "unit_price": d.line.unit_price,
+            "amount": d.line.amount,
+        }
         for d in plan.deliveries
     ]
-    trx.services = [
-        ServiceLine(service_id=s.service.id, qty=s.qty, unit_price=s.line.unit_price, amount=s.line.amount)
+    services = [
+        {"service_id": s.service.id, "qty": s.qty, "unit_price": s.line.unit_price, "amount": s.line.amount}
         for s in plan.services
     ]
-    meter = plan.meter
-    trx.meter_reading = meter.reading if meter is not None else None
-    trx.usage = meter.line.qty if meter is not None else None
-    trx.usage_amount = meter.line.amount if meter is not None else None
-    trx.subtotal, trx.gst, trx.total = plan.sums.subtotal, plan.sums.gst, plan.sums.total
+    return amounts, deliveries, services
 
 
 # -- confirm -----------------------------------------------------------------------------------------
@@ -304,7 +288,7 @@ def _write_reading(
             "occurred_at": occurred_at,
             "recorded_at": call.now,
             "driver_id": driver_id,
-            "transaction_id": trx if isinstance(trx, Staged) else (trx.id if trx is not None else None),
+            "transaction_id": row_ref(trx) if trx is not None else None,
             "device_id": call.device_id,
             "version": 1,
             "last_modified": call.now,
