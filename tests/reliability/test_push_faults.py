@@ -47,16 +47,6 @@ PHASES: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if SUMMARY:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        line = "push faults: " + ", ".join(f"{k} x{v}" for k, v in sorted(SUMMARY.items()))
-        if reporter is not None:
-            reporter.write_line("\n" + line)
-
-
 def proxied_url(port: int) -> str:
     return MYSQL_URL.replace("127.0.0.1:3306", f"127.0.0.1:{port}")
 
