@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from tests.reliability.processes import PrivateMariaDB
 from tests.reliability.support import SUMMARY
 
-PRIVATE_MARIADB_PORT = 3341
+PRIVATE_MARIADB_PORT = int(os.environ.get("LPG_PRIVATE_MARIADB_PORT", "3341"))  # 3341-3349
 
 
 @pytest.fixture(scope="session")

@@ -123,7 +123,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, *extra: str, timeout: float = 90.0) -> None:
+    def start(self, *extra: str, timeout: float = 180.0) -> None:
         """Start and wait until health answers 200; `extra`: more `server.py` options (`--no-migrate`)."""
         env = dict(
             os.environ,
@@ -147,7 +147,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}: see {self.log_path}")
             try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/api/v1/health", timeout=15).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
