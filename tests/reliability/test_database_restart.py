@@ -73,7 +73,8 @@ def test_the_server_survives_a_database_restart_under_load(private_mariadb: Priv
                     for b in range(BATCHES_PER_DEVICE):
                         envelope = {"device_id": f"tab-r{n}", "changes": sales_batch(f"r{n}b{b}", PER_BATCH)}
                         body = push_until_applied(client, headers, envelope, answers, deadline)
-                        assert {r["status"] for r in body["results"]} <= {"applied", "duplicate"}
+                        refused = [r for r in body["results"] if r["status"] not in ("applied", "duplicate")]
+                        assert not refused, refused[:2]
                         time.sleep(0.05)
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
