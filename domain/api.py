@@ -39,7 +39,7 @@ from domain.errors import (
 )
 from domain.service import Call
 from domain.settings import Settings
-from domain.wire import Command, Query, parse, validation_error
+from domain.wire import Command, Query, parse, refuse_control_characters, validation_error
 
 log = logging.getLogger("lpg.api")
 T = TypeVar("T")
@@ -255,6 +255,7 @@ def _parse_query(model: type[Query] | None, request: Request) -> Any:
     for key in params:
         values = params.getlist(key)
         data[key] = values[-1] if len(values) == 1 else values
+    refuse_control_characters(data)
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
