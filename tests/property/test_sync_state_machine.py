@@ -390,6 +390,9 @@ class SyncMachine(RuleBasedStateMachine):
         assert everything["pending"] == 0
         apply_page(fresh, everything["results"])
         assert tablet.store == fresh, "a tablet that pulled to the end differs from its scope's state"
+        # ... and that state is the database's: every customer, and this driver's own sales, at their versions.
+        held = {(e, i): v["version"] for (e, i), v in tablet.store.items() if e in ("customer", "transaction")}
+        assert held == self.db.read(lambda s: server_versions(s, tablet.user_id))
         self.steps["pull"] += 1
 
     # -- after every step ----------------------------------------------------------------------------------
@@ -444,6 +447,12 @@ class SyncMachine(RuleBasedStateMachine):
     def audit_chain_verifies(self) -> None:
         verdict = verify_chain(self.db)
         assert verdict.ok, verdict
+
+
+def server_versions(session: Any, driver_id: int) -> dict[tuple[str, int], int]:
+    customers = session.execute(select(Customer.id, Customer.version)).all()
+    sales = session.execute(select(Transaction.id, Transaction.version).where(Transaction.driver_id == driver_id)).all()
+    return {("customer", i): v for i, v in customers} | {("transaction", i): v for i, v in sales}
 
 
 def apply_page(store: dict[tuple[str, int], dict[str, Any]], results: list[dict[str, Any]]) -> None:
