@@ -7,6 +7,7 @@ from logging.config import fileConfig
 from sqlalchemy import engine_from_config, pool
 
 from alembic import context
+from domain.db import private_sqlite_file
 from domain.settings import Settings
 from sync.models import metadata  # registers every table: sync -> reconcile -> domain
 
@@ -33,6 +34,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    private_sqlite_file(_url())  # created 0600, as the server would
     engine = engine_from_config({"sqlalchemy.url": _url()}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as conn:
         _run(conn)

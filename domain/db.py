@@ -14,6 +14,7 @@ without it two writers read the same stock and one update is lost); read-only un
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +60,22 @@ def make_engine(settings: Settings) -> Engine:
     raise ValueError(f"unsupported database: {url.get_backend_name()}")
 
 
+def private_sqlite_file(database_url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600) before SQLite would create it with
+    the umask's 0644: it holds password hashes. SQLite gives its -wal and -shm files the database file's
+    permissions, so they are 0600 too. An existing file is left as it is."""
+    url = make_url(database_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _sqlite_engine(settings: Settings) -> Engine:
+    private_sqlite_file(settings.database_url)
     engine = create_engine(
         settings.database_url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},

@@ -162,6 +162,8 @@ class Query(BaseModel):
 
 SERVER_OWNED = frozenset(
     {
+        "id",  # a new record's id is the server's; commands that name a record declare `id` themselves
+        "active",  # a new record is active; commands that may change it declare `active`
         "price",
         "unit_price",
         "amount",
@@ -195,10 +197,60 @@ SERVER_OWNED = frozenset(
 )
 
 
+# -- control characters ---------------------------------------------------------------------------------
+
+# Fields a person writes on several lines: they may hold line breaks and tabs. Every other text field is one
+# line. NUL and every other control character (C0, DEL, C1) are refused everywhere: they reach printers
+# (ESC p opens the cash drawer), PDFs, e-mails and CSV files, and no person types them.
+MULTILINE_FIELDS = frozenset({"address", "notes", "remarks", "reason"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def control_character(text: str, multiline: bool = False) -> str | None:
+    """The first control character `text` may not hold (line breaks and tabs are allowed if `multiline`)."""
+    found = (_CONTROL_MULTILINE if multiline else _CONTROL).search(text)
+    return found.group() if found else None
+
+
+def refuse_control_characters(value: Any, field: str = "") -> None:
+    """Walk a decoded body (objects, lists, strings; keys too) and refuse the first text holding a control
+    character, with `validation_error` naming the field as the body spells it (`data.meter.serial`)."""
+    if isinstance(value, str):
+        name = field.rsplit(".", 1)[-1].split("[", 1)[0]
+        bad = control_character(value, multiline=name in MULTILINE_FIELDS)
+        if bad is not None:
+            raise ValidationError(
+                f"'{field}' may not contain control characters (found U+{ord(bad):04X})"
+                + (
+                    "; line breaks are allowed only in " + ", ".join(sorted(MULTILINE_FIELDS))
+                    if bad in "\n\r\t"
+                    else ""
+                ),
+                field or None,
+                {"character": f"U+{ord(bad):04X}"},
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{field}.{key}" if field and not field.endswith(".") else f"{field}{key}"
+            if isinstance(key, str) and control_character(key) is not None:
+                parent = field.rstrip(".")
+                raise ValidationError(
+                    f"the names in '{parent or 'the body'}' may not contain control characters",
+                    parent or None,
+                    {"key": ascii(key)},
+                )
+            refuse_control_characters(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            refuse_control_characters(item, f"{field}[{index}]")
+
+
 def parse(model: type[Command], payload: Any, prefix: str = "") -> Any:
     """Validate `payload` into `model`, or raise the spec's error naming the field."""
     if not isinstance(payload, dict):
         raise ValidationError("the body must be an object", prefix.rstrip(".") or None)
+    refuse_control_characters(payload, prefix)
     _refuse_read_only(model, payload, prefix)
     try:
         return model.model_validate(payload)

@@ -60,7 +60,7 @@ from domain.logistics.stock import forget_locks
 from domain.sales.planning import forget_meters
 from domain.service import Call, Outcome
 from domain.settings import Settings
-from domain.wire import parse
+from domain.wire import parse, refuse_control_characters
 from reconcile.envelope import Change, Envelope
 from reconcile.models import AppliedChange, RejectedChange
 from reconcile.ops import OPS, Op, references_of
@@ -273,6 +273,7 @@ class Runner:
         if op is None:
             return self._refuse(result, ValidationError(f"unknown op {change.op!r}", "op", {"supported": sorted(OPS)}))
         try:
+            refuse_control_characters(change.data, "data.")  # before temp ids are looked up
             data = self.resolve(op, change.data)
             command = parse(op.command_class, data, prefix="data.")
         except DomainError as exc:
@@ -384,6 +385,10 @@ class Runner:
         lookups.forget(self.session)
 
     def _refuse(self, result: Result, error: DomainError) -> Result:
+        field = error.details.get("field")
+        if isinstance(field, str) and field and field != "op" and not field.startswith(("data.", "data[")):
+            # A service names the command's field (`meter_rate`); in a push, fields live under `data`.
+            error.details["field"] = "data." + field
         result.status, result.error = "rejected", error
         return result
 

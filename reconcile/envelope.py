@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.clock import parse_rfc3339
 from domain.errors import PayloadTooLarge, UnsupportedProtocol, ValidationError
+from domain.wire import refuse_control_characters
 
 MAX_CHANGES = 500
 PROTOCOLS = (1,)
@@ -36,6 +37,7 @@ class Envelope:
 def _text(value: Any, field: str, limit: int = 100) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise ValidationError(f"'{field}' must be a non-empty string of at most {limit} characters", field)
+    refuse_control_characters(value, field)
     return value
 
 
@@ -102,6 +104,7 @@ def _change(raw: Any, index: int) -> Change:
     op = raw.get("op")
     if not isinstance(op, str):
         raise ValidationError(f"'{where}.op' must be a string", f"{where}.op")
+    refuse_control_characters(op, f"{where}.op")
     data = raw.get("data", {})
     if not isinstance(data, dict):
         raise ValidationError(f"'{where}.data' must be an object", f"{where}.data")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.base import Base, BigId, Name, Versioned, id_column
@@ -78,3 +78,7 @@ class LoginAttempt(Base):
     client_addr: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     succeeded: Mapped[bool] = mapped_column(default=False)
+    # An attempt is reserved (neither), admitted to the password check, then settled with its outcome; the
+    # throttle counts settled failures and makes later attempts wait for admitted ones (accounts.throttle).
+    admitted: Mapped[bool] = mapped_column(default=True, server_default=true())
+    settled: Mapped[bool] = mapped_column(default=True, server_default=true())

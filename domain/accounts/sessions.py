@@ -16,6 +16,7 @@ request is refused. Each returns the refusal out of the committed unit and raise
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,12 +29,19 @@ from domain.accounts.models import LoginAttempt, RefreshToken, User
 from domain.accounts.passwords import dummy_hash, verify_password
 from domain.accounts.policy import Actor
 from domain.accounts.schemas import Login, Logout, RefreshSession, normalize_username
-from domain.accounts.throttle import check_throttle, forget_attempt, reserve_attempt
+from domain.accounts.throttle import (
+    MAX_WAIT_SECONDS,
+    PENDING,
+    POLL_SECONDS,
+    check_throttle,
+    forget_attempt,
+    reserve_attempt,
+)
 from domain.accounts.tokens import ACCESS, REFRESH, decode_token, encode_token, new_jti
 from domain.audit.services import audit
 from domain.clock import utcnow
 from domain.db import Database
-from domain.errors import DomainError, InvalidCredentials, InvalidToken, TokenExpired, TokenReused
+from domain.errors import DomainError, InvalidCredentials, InvalidToken, TokenExpired, TokenReused, TooManyAttempts
 from domain.settings import Settings
 
 ENTITY = "user"
@@ -114,24 +122,32 @@ class _Checked:
 
 def _check_password(db: Database, username: str, password: str, client_addr: str) -> _Checked:
     now = utcnow()
-    # 1. Reserve the attempt (committed), so that concurrent attempts count each other.
+    # 1. Reserve the attempt (committed, in flight), so that concurrent attempts see each other.
     attempt_id = db.run(lambda uow: reserve_attempt(uow.session, username, client_addr, now).id)
-    # 2. Count; a throttled attempt is forgotten and checks no password.
-    refusal = db.run(lambda uow: _throttled(uow.session, attempt_id, now))
-    if refusal is not None:
-        raise refusal
+    # 2. Count the failures; wait while attempts in flight before this one decide. A throttled attempt is
+    #    forgotten and checks no password.
+    deadline = time.monotonic() + MAX_WAIT_SECONDS
+    while True:
+        verdict = db.run(lambda uow: _throttled(uow.session, attempt_id, utcnow(), time.monotonic() > deadline))
+        if verdict is None:
+            break
+        if isinstance(verdict, DomainError):
+            raise verdict
+        time.sleep(POLL_SECONDS)
     # 3. The password, outside any transaction. An unknown username costs the same time as a known one.
     candidate = db.read(lambda s: _candidate(s, username))
     return _Checked(attempt_id, candidate, verify_password(candidate.password_hash, password))
 
 
-def _throttled(session: Session, attempt_id: int, now: datetime) -> DomainError | None:
+def _throttled(session: Session, attempt_id: int, now: datetime, gave_up: bool) -> DomainError | str | None:
     attempt = session.get(LoginAttempt, attempt_id)
     assert attempt is not None, "the reservation was committed by this request"
-    refusal = check_throttle(session, attempt, now)
-    if refusal is not None:
+    verdict = check_throttle(session, attempt, now)
+    if verdict == PENDING and gave_up:
+        verdict = TooManyAttempts("too many logins at once from here; try again in a few seconds", {"retry_after": 2})
+    if isinstance(verdict, DomainError):
         forget_attempt(session, attempt_id)
-    return refusal
+    return verdict
 
 
 def _candidate(session: Session, username: str) -> _Candidate:
@@ -166,8 +182,11 @@ def _settle(
         if via != "login":
             context["via"] = via
         audit(session, user.id if user else None, device_id, "login_failed", ENTITY, user, reason=reason, **context)
+        session.execute(update(LoginAttempt).where(LoginAttempt.id == checked.attempt_id).values(settled=True))
         return InvalidCredentials("the username or password is wrong, or the account is deactivated")
-    session.execute(update(LoginAttempt).where(LoginAttempt.id == checked.attempt_id).values(succeeded=True))
+    session.execute(
+        update(LoginAttempt).where(LoginAttempt.id == checked.attempt_id).values(succeeded=True, settled=True)
+    )
     return user
 
 

@@ -1,14 +1,20 @@
 """Login throttling, kept in the database so that it holds across server processes.
 
 Rule: a login is refused with `too_many_attempts` (429, `Retry-After`) when its username already has 5
-failed attempts within the last 15 minutes (failures before the username's last successful login do not
+FAILED attempts within the last 15 minutes (failures before the username's last successful login do not
 count), or its client address already has 20 (a success does not clear those: one owned account must not
-reset an address that is guessing others). A refused attempt is not counted and checks no password, so the
-`Retry-After` a client is given is the truth: after that many seconds it may try again.
+reset an address that is guessing others). Only attempts that failed count: a correct login never counts
+against its address, so 40 drivers starting their shift behind one NAT all get in. A refused attempt is not
+counted and checks no password, so the `Retry-After` a client is given is the truth.
 
-The count is strict also under concurrency and across processes: every attempt is first *reserved* (a
-failed-until-proven-otherwise row, committed), and only then counted together with every other attempt
-already reserved. Of N simultaneous attempts at most the allowed number reach the password check.
+The count stays strict under concurrency and across processes: every attempt is first *reserved* (a row,
+committed, neither admitted nor settled), then decided in a unit that locks the username's and the address's
+recent attempts: when even all admitted attempts still in flight failing could not reach the limit, it is
+*admitted* to the password check; when the settled failures alone reach it, it is refused; otherwise it
+*waits* (a short poll) for those in flight to settle, and decides again. So of N simultaneous wrong guesses
+at most the allowed number reach the password check, and N right ones all succeed. An attempt waiting
+counts for nobody; an admitted one in flight for longer than `STALE` died with its process and counts as a
+failure.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any, Final, Literal
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.accounts.models import LoginAttempt
@@ -30,8 +37,10 @@ UNKNOWN_ADDRESS = "unknown"
 
 
 def reserve_attempt(session: Session, username: str, client_addr: str, now: datetime) -> LoginAttempt:
-    """A failed attempt until the password is proven; committed before the throttle looks."""
-    attempt = LoginAttempt(username=username[:150], client_addr=client_addr[:64], at=now, succeeded=False)
+    """An attempt in flight (not counted as a failure); committed before the throttle looks."""
+    attempt = LoginAttempt(
+        username=username[:150], client_addr=client_addr[:64], at=now, succeeded=False, settled=False, admitted=False
+    )
     session.add(attempt)
     session.flush()
     return attempt
@@ -42,51 +51,86 @@ def forget_attempt(session: Session, attempt_id: int) -> None:
     session.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt_id))
 
 
-def check_throttle(session: Session, attempt: LoginAttempt, now: datetime) -> TooManyAttempts | None:
-    """The refusal for this reserved attempt, or None when it may go on to the password check."""
+PENDING: Final = "pending"  # decide again once admitted attempts in flight have settled
+STALE = timedelta(seconds=60)
+# How long an attempt waits for earlier ones in flight before it gives up (and is told to retry shortly).
+MAX_WAIT_SECONDS = 20.0
+POLL_SECONDS = 0.05
+
+
+def check_throttle(
+    session: Session, attempt: LoginAttempt, now: datetime
+) -> TooManyAttempts | Literal["pending"] | None:
+    """The refusal for this reserved attempt, `PENDING` when the outcome of admitted attempts still in
+    flight decides, or None when it may go on to the password check (it is then marked admitted).
+
+    The rows counted are read with `FOR UPDATE` (SQLite: the unit's `BEGIN IMMEDIATE`), so two attempts of
+    one username or address are decided one after the other: the second sees the first admitted."""
     window_start = now - WINDOW
-    last_success = session.execute(
-        select(func.max(LoginAttempt.at)).where(
-            LoginAttempt.username == attempt.username,
-            LoginAttempt.succeeded.is_(True),
-            LoginAttempt.at >= window_start,
+    rows = _recent(session, attempt, window_start)
+    by_user = [row for row in rows if row.username == attempt.username]
+    by_addr = [row for row in rows if row.client_addr == attempt.client_addr]
+    successes = [row.at for row in by_user if row.settled and row.succeeded]
+    since_user = max([window_start, *successes])
+    rules = ((by_user, since_user, MAX_FAILURES_PER_USERNAME), (by_addr, window_start, MAX_FAILURES_PER_ADDRESS))
+    waits = []
+    pending = False
+    for rows, since, limit in rules:
+        counted = [row for row in rows if row.at > since and row.id != attempt.id]
+        failures = sorted((row.at for row in counted if _failed(row, now)), reverse=True)
+        if len(failures) >= limit:
+            waits.append(_wait(failures, limit, now))
+        elif len(failures) + sum(1 for row in counted if _checking(row, now)) >= limit:
+            pending = True
+    if waits:
+        retry_after = max(waits)
+        return TooManyAttempts(
+            f"too many failed logins; try again in {retry_after} seconds",
+            {"retry_after": retry_after, "window_seconds": int(WINDOW.total_seconds())},
         )
-    ).scalar_one()
-    since_user = max(window_start, last_success) if last_success is not None else window_start
-    by_user = _failures(
-        session, LoginAttempt.username == attempt.username, since_user, attempt.id, MAX_FAILURES_PER_USERNAME
-    )
-    by_addr = _failures(
-        session, LoginAttempt.client_addr == attempt.client_addr, window_start, attempt.id, MAX_FAILURES_PER_ADDRESS
-    )
-    waits = [
-        _wait(times, limit, now)
-        for times, limit in ((by_user, MAX_FAILURES_PER_USERNAME), (by_addr, MAX_FAILURES_PER_ADDRESS))
-        if len(times) >= limit
-    ]
-    if not waits:
-        return None
-    retry_after = max(waits)
-    return TooManyAttempts(
-        f"too many failed logins; try again in {retry_after} seconds",
-        {"retry_after": retry_after, "window_seconds": int(WINDOW.total_seconds())},
-    )
+    if pending:
+        return PENDING
+    session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt.id).values(admitted=True))
+    return None
 
 
-def _failures(
-    session: Session, who: ColumnElement[bool], since: datetime, exclude_id: int, limit: int
-) -> Sequence[datetime]:
-    """The most recent failures (and other reserved attempts) after `since`, newest first, at most `limit`."""
-    return (
-        session.execute(
-            select(LoginAttempt.at)
-            .where(who, LoginAttempt.succeeded.is_(False), LoginAttempt.at > since, LoginAttempt.id != exclude_id)
-            .order_by(LoginAttempt.at.desc())
-            .limit(limit)
-        )
-        .scalars()
-        .all()
-    )
+def _recent(session: Session, attempt: LoginAttempt, since: datetime) -> Sequence[Any]:
+    """The attempts of the username or the address in the window, locked until this unit ends.
+
+    Locked by primary key in ascending order, so that two deciding units rarely wait on each other in a
+    circle (locking through the username index, then the address index, deadlocks two attempts of one
+    address). The ids are read again once the rows are locked: an attempt decided meanwhile (its reservation
+    committed after the first read) is locked and counted too, so of two attempts deciding at once the
+    later one always counts the earlier (a deadlock that remains is retried by the unit of work)."""
+    who = or_(LoginAttempt.username == attempt.username, LoginAttempt.client_addr == attempt.client_addr)
+    columns = (LoginAttempt.id, LoginAttempt.username, LoginAttempt.client_addr, LoginAttempt.at)
+    flags = (LoginAttempt.succeeded, LoginAttempt.settled, LoginAttempt.admitted)
+    locked: dict[int, Any] = {}
+    while True:
+        ids = set(session.scalars(select(LoginAttempt.id).where(who, LoginAttempt.at > since)).all())
+        new = sorted(ids - set(locked))
+        if not new:
+            return list(locked.values())
+        for start in range(0, len(new), 1000):
+            for row in session.execute(
+                select(*columns, *flags)
+                .where(LoginAttempt.id.in_(new[start : start + 1000]))
+                .order_by(LoginAttempt.id)
+                .with_for_update()
+            ):
+                locked[row.id] = row
+
+
+def _failed(row: Any, now: datetime) -> bool:
+    """A settled failure, or an admitted attempt in flight for so long that it died with its process."""
+    if row.settled:
+        return not row.succeeded
+    return bool(row.admitted) and row.at < now - STALE
+
+
+def _checking(row: Any, now: datetime) -> bool:
+    """Admitted and in flight: its password is being checked now."""
+    return not row.settled and bool(row.admitted) and row.at >= now - STALE
 
 
 def _wait(newest_first: Sequence[datetime], limit: int, now: datetime) -> int:

@@ -153,10 +153,17 @@ def printable(line: str, printer: Dummy) -> str:
     return "".join(out)
 
 
+def without_controls(text: str) -> str:
+    """The text with every control character (C0, DEL, C1: ESC, GS, NUL, ...) removed: data never carries a
+    printer command, whatever is stored (the API refuses them; a row written another way may hold some)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
+
+
 def receipt(view: InvoiceView, width: int) -> Receipt:
     """The receipt for paper `width` mm (58 or 80): text lines, then ESC/POS with the QR code and a cut."""
     columns = COLUMNS[width]
     lines, bold = receipt_lines(view, columns)
+    lines = [without_controls(line) for line in lines]
     printer = Dummy()
     # This printer's own copy of the profile (the library shares one dict between instances).
     printer.profile.profile_data = copy.deepcopy(printer.profile.profile_data)
