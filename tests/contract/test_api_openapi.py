@@ -200,6 +200,7 @@ def test_error_codes_of_a_public_get_without_parameters() -> None:
         401: ["invalid_token", "token_expired"],
         406: ["not_acceptable"],
         500: ["internal_error"],
+        503: ["service_unavailable"],
     }
 
 
