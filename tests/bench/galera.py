@@ -1,13 +1,14 @@
 """What the hot rows cost on Galera: push throughput with one server on one node vs two servers on two nodes.
 
     .ci/galera start
-    python tests/bench/galera.py [--seconds 20] [--clients 4] [--batch 10] [--plain-url mysql+pymysql://...]
+    python tests/bench/galera.py [--seconds 20] [--clients 4] [--batch 10] [--plain-url mysql+pymysql://.../DB]
 
 Every push carries `--batch` new customers and a confirmed sale of each (one truck, so the truck's stock row,
 the feed and audit counters and the sale and invoice number counters are written by every push). On one
 node those rows are taken in turn under row locks; across two nodes, two pushes that wrote the same row
 commit on one node and fail certification on the other (1213 at COMMIT), which runs its unit again.
-`--plain-url` adds the same run on a stand-alone MariaDB for comparison. The clients honour 503 + Retry-After
+`--plain-url` adds the same run on a stand-alone MariaDB for comparison (its database is emptied and migrated;
+on the cluster the bench uses its own database `lpg_bench_galera`). The clients honour 503 + Retry-After
 (capped at 0.5 s) and send the same batch again; the table counts them.
 """
 
@@ -28,23 +29,24 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from domain.db import Database  # noqa: E402
 from domain.demo import load_demo  # noqa: E402
 from domain.schema import upgrade  # noqa: E402
-from tests.conftest import bearer, test_settings, user_id  # noqa: E402
+from tests.conftest import bearer, reset_mysql_schema, test_settings, user_id  # noqa: E402
 from tests.contract.sync_support import recent  # noqa: E402
 from tests.reliability.galera_support import Tally, send, servers  # noqa: E402
 
-NODES = [f"mysql+pymysql://root@127.0.0.1:{port}" for port in (3351, 3352)]
 DATABASE = "lpg_bench_galera"
 
+NODES = [f"mysql+pymysql://root@127.0.0.1:{port}/{DATABASE}" for port in (3351, 3352)]
 
-def fresh(server_url: str) -> str:
-    """A new, migrated database with the demo data and a well-stocked first truck; its URL."""
-    admin = create_engine(server_url + "/")
+
+def fresh(url: str) -> str:
+    """The database at `url` emptied, migrated, with the demo data and a well-stocked first truck; its URL."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database=""))
     with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DATABASE}")
-        conn.exec_driver_sql(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
+        conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{parsed.database}` CHARACTER SET utf8mb4")
     admin.dispose()
-    url = make_url(server_url + "/").set(database=DATABASE).render_as_string(hide_password=False)
     engine = create_engine(url)
+    reset_mysql_schema(engine)
     upgrade(engine)
     engine.dispose()
     db = Database(test_settings(url))
@@ -138,7 +140,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=10, help="customers (and as many sales) per push")
-    parser.add_argument("--plain-url", default="", help="a stand-alone MariaDB server URL without database")
+    parser.add_argument("--plain-url", default="", help="a stand-alone MariaDB database URL (emptied)")
     parser.add_argument("--sync-wait", default="", help="LPG_DB_SYNC_WAIT for the servers (default: auto, 1 on Galera)")
     args = parser.parse_args()
     env = {"LPG_DB_SYNC_WAIT": args.sync_wait} if args.sync_wait else {}
@@ -147,9 +149,8 @@ def main() -> None:
     if args.plain_url:
         setups.append(("plain MariaDB, 1 server", [args.plain_url]))
     setups += [("Galera, 1 server on node 1", NODES[:1]), ("Galera, 2 servers on nodes 1+2", NODES)]
-    for name, nodes in setups:
-        url = fresh(nodes[0])
-        urls = [url] + [make_url(node + "/").set(database=DATABASE).render_as_string(False) for node in nodes[1:]]
+    for name, urls in setups:
+        fresh(urls[0])
         row = run(name, urls, args.seconds, args.clients, args.batch, env)
         rows.append(row)
         print(f"  {name}: {row}", flush=True)
