@@ -6,6 +6,12 @@ READ buys nothing there, while its gap and next-key locks make concurrent insert
 idempotency keys, feed rows) deadlock far more often. The change feed does not rely on a snapshot either:
 a pull reads the committed feed counter first and then only rows at or below it (see `domain.feed`).
 
+On a Galera cluster every connection runs with `wsrep_sync_wait` (1 by default, `LPG_DB_SYNC_WAIT`): a read
+waits until this node has applied every write set the cluster committed before it, so a tablet that pushed
+through one node and pulls through another sees its own changes (read-your-writes). Writes need no such
+wait for correctness (certification refuses a write based on a stale read, and the unit runs again), but
+the same wait makes those refusals rarer.
+
 SQLite runs in WAL mode with `foreign_keys=ON`, a busy timeout, and SQLAlchemy's documented recipe that
 takes over `BEGIN`: write transactions issue `BEGIN IMMEDIATE` (SQLite has no `SELECT ... FOR UPDATE`, so
 without it two writers read the same stock and one update is lost); read-only units issue a plain `BEGIN`.
@@ -47,16 +53,9 @@ def make_engine(settings: Settings) -> Engine:
         query.setdefault("charset", "utf8mb4")
         query.setdefault("connect_timeout", str(MYSQL_CONNECT_TIMEOUT))
         url = url.set(query=query)
-        # No pool pre-ping (a round trip per checkout): a pooled connection found dead raises a disconnect
-        # error on its first statement; SQLAlchemy then invalidates it and every older pooled connection
-        # (see `dbfaults.install`), and `Database.run` runs the unit again on a fresh connection.
-        return create_engine(
-            url,
-            isolation_level="READ COMMITTED",
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_size,
-            pool_recycle=1800,
-        )
+        engine = _mysql_engine(url, settings)
+        _install_sync_wait(engine, settings.db_sync_wait)
+        return engine
     raise ValueError(f"unsupported database: {url.get_backend_name()}")
 
 
@@ -72,6 +71,38 @@ def private_sqlite_file(database_url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
+
+
+def _mysql_engine(url: Any, settings: Settings) -> Engine:
+    # No pool pre-ping (a round trip per checkout): a pooled connection found dead raises a disconnect
+    # error on its first statement; SQLAlchemy then invalidates it and every older pooled connection
+    # (see `dbfaults.install`), and `Database.run` runs the unit again on a fresh connection.
+    return create_engine(
+        url,
+        isolation_level="READ COMMITTED",
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_recycle=1800,
+    )
+
+
+def _install_sync_wait(engine: Engine, sync_wait: int) -> None:
+    """Set `wsrep_sync_wait` on every new connection to a Galera node (`sync_wait` -1: 1 on Galera only)."""
+    if sync_wait == 0:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if sync_wait < 0:
+                cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+                row = cursor.fetchone()
+                if not row or str(row[1]).upper() != "ON":
+                    return
+            cursor.execute(f"SET SESSION wsrep_sync_wait = {1 if sync_wait < 0 else sync_wait}")
+        finally:
+            cursor.close()
 
 
 def _sqlite_engine(settings: Settings) -> Engine:

@@ -56,6 +56,9 @@ class Settings:
     db_pool_size: int = 20
     db_attempts: int = 6  # attempts of a unit of work after transient database faults (see domain.dbfaults)
     db_retry_seconds: float = 8.0  # no new attempt starts later than this after the first
+    # Galera's wsrep_sync_wait for every connection: -1 (auto) = 1 (reads wait until the node has applied
+    # everything committed in the cluster before them) on a Galera node, untouched elsewhere; 0..15 as given.
+    db_sync_wait: int = -1
     sqlite_synchronous: str = "FULL"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -103,6 +106,7 @@ class Settings:
             db_pool_size=_int("LPG_DB_POOL_SIZE", get("LPG_DB_POOL_SIZE"), 20),
             db_attempts=_int("LPG_DB_ATTEMPTS", get("LPG_DB_ATTEMPTS"), 6),
             db_retry_seconds=float(_decimal("LPG_DB_RETRY_SECONDS", get("LPG_DB_RETRY_SECONDS"), "8")),
+            db_sync_wait=_int("LPG_DB_SYNC_WAIT", get("LPG_DB_SYNC_WAIT"), -1),
             sqlite_synchronous=get("LPG_SQLITE_SYNCHRONOUS", "FULL").upper(),
             smtp_host=get("LPG_SMTP_HOST", "127.0.0.1"),
             smtp_port=_int("LPG_SMTP_PORT", get("LPG_SMTP_PORT"), 25),
@@ -124,6 +128,8 @@ class Settings:
             raise ConfigurationError("LPG_ENV must be development, production or test")
         if settings.db_attempts < 1 or settings.db_retry_seconds <= 0:
             raise ConfigurationError("LPG_DB_ATTEMPTS must be at least 1 and LPG_DB_RETRY_SECONDS above 0")
+        if not -1 <= settings.db_sync_wait <= 15:
+            raise ConfigurationError("LPG_DB_SYNC_WAIT must be -1 (auto) or 0..15 (a wsrep_sync_wait mask)")
         if settings.sqlite_synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("LPG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if not settings.secret_key:

@@ -2,7 +2,9 @@
 migrated file per test); with it, on MariaDB/MySQL (the migrated database emptied before each test).
 
 Tests marked `mysql_only` need MariaDB; without it they are deselected (not skipped) and listed at the
-end. With `LPG_FAIL_ON_SKIP=1` (CI) a single skipped test fails the run.
+end. Tests marked `galera` need a 3-node Galera cluster (`LPG_TEST_GALERA_URLS`, the node URLs comma-separated,
+node 1 first, with `LPG_TEST_MYSQL_URL` = node 1; `.ci/galera` starts one); without it they are deselected
+the same way. With `LPG_FAIL_ON_SKIP=1` (CI) a single skipped test fails the run.
 """
 
 from __future__ import annotations
@@ -25,36 +27,59 @@ from domain.settings import Settings
 
 MYSQL_URL = os.environ.get("LPG_TEST_MYSQL_URL", "").strip()
 ENGINE = "mysql" if MYSQL_URL else "sqlite"
+GALERA_URLS = [url.strip() for url in os.environ.get("LPG_TEST_GALERA_URLS", "").split(",") if url.strip()]
 SECRET = "test-secret-key-" + "x" * 40
 NOT_EMPTIED = {"alembic_version"}
 _deselected_mysql: list[str] = []
+_deselected_galera: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mysql_only: needs MariaDB/MySQL (LPG_TEST_MYSQL_URL)")
     config.addinivalue_line("markers", "slow: takes seconds (concurrency, soak)")
+    config.addinivalue_line("markers", "galera: needs a 3-node Galera cluster (LPG_TEST_GALERA_URLS)")
+    if GALERA_URLS and (len(GALERA_URLS) < 3 or _node(GALERA_URLS[0]) != _node(MYSQL_URL)):
+        raise pytest.UsageError(
+            "LPG_TEST_GALERA_URLS needs 3 node URLs, the first one the database of LPG_TEST_MYSQL_URL"
+        )
+
+
+def _node(url: str) -> tuple[Any, ...]:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url) if url else None
+    return (parsed.host, parsed.port, parsed.database) if parsed else ()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if ENGINE == "mysql":
-        return
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("mysql_only") else keep).append(item)
+        if ENGINE != "mysql" and item.get_closest_marker("mysql_only"):
+            _deselected_mysql.append(item.nodeid)
+            drop.append(item)
+        elif not GALERA_URLS and item.get_closest_marker("galera"):
+            _deselected_galera.append(item.nodeid)
+            drop.append(item)
+        else:
+            keep.append(item)
     if drop:
-        _deselected_mysql.extend(item.nodeid for item in drop)
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"lpg-sync test engine: {ENGINE}" + (f" ({MYSQL_URL})" if MYSQL_URL else "")
+    header = f"lpg-sync test engine: {ENGINE}" + (f" ({MYSQL_URL})" if MYSQL_URL else "")
+    return header + (f"; Galera nodes: {', '.join(GALERA_URLS)}" if GALERA_URLS else "")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _deselected_mysql:
         terminalreporter.write_line(
             f"{len(_deselected_mysql)} MariaDB-only tests deselected: set LPG_TEST_MYSQL_URL to run them"
+        )
+    if _deselected_galera:
+        terminalreporter.write_line(
+            f"{len(_deselected_galera)} Galera tests deselected: set LPG_TEST_GALERA_URLS (see .ci/galera) to run them"
         )
 
 

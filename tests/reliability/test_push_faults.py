@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from domain.db import Database
@@ -48,12 +49,13 @@ PHASES: dict[str, tuple[str, str, str | None]] = {
 
 
 def proxied_url(port: int) -> str:
-    return MYSQL_URL.replace("127.0.0.1:3306", f"127.0.0.1:{port}")
+    """The test database's URL through the proxy (whatever port the database has: 3306, a Galera node's)."""
+    return make_url(MYSQL_URL).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
 
 
 @pytest.fixture
 def proxy(demo: Database) -> Iterator[FaultProxy]:
-    fault_proxy = FaultProxy(3306, PROXY_PORT)
+    fault_proxy = FaultProxy(make_url(MYSQL_URL).port or 3306, PROXY_PORT)
     yield fault_proxy
     fault_proxy.close()
 
