@@ -19,7 +19,7 @@ from domain.db import Database
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.reader import Scope, Snapshot, _Cursor, _in, _page_seqs, count_between, current
 from domain.feed.services import FEED_ENTITIES
-from sync.couch.common import rev_of, revisions
+from sync.couch.common import REVS_LIMIT, rev_hash, rev_of
 
 CHUNK = 500
 COLUMNS = "seq, entity, entity_id, version, deleted"
@@ -55,18 +55,20 @@ def _row(raw: Sequence[Any]) -> Row:
 
 
 def doc_bytes(row: Row, revs: bool) -> bytes:
-    """The CouchDB document of a row (a tombstone when deleted), as JSON bytes."""
-    head: dict[str, Any] = {"_id": row.key, "_rev": row.rev}
+    """The CouchDB document of a row (a tombstone when deleted), as JSON bytes (ids are `entity:digits`,
+    revision hashes hex: nothing to escape)."""
+    key, n = row.key, row.number
+    digest = rev_hash(key, n)
+    head = b'{"_id":"%s","_rev":"%d-%s"' % (key.encode(), n, digest.encode())
     if revs:
-        head["_revisions"] = revisions(row.key, row.number)
+        ids = [digest, *(rev_hash(key, k) for k in range(n - 1, max(0, n - REVS_LIMIT), -1))]
+        head += b',"_revisions":{"start":%d,"ids":%s}' % (n, orjson.dumps(ids))
     if row.deleted or row.doc is None:
-        head["_deleted"] = True
-        return orjson.dumps(head)
-    start = orjson.dumps(head)
+        return head + b',"_deleted":true}'
     body = row.doc.strip()
     if body == b"{}":
-        return start
-    return start[:-1] + b"," + body[1:]
+        return head + b"}"
+    return head + b"," + body[1:]
 
 
 def parse_id(doc_id: str) -> tuple[str, int] | None:
