@@ -25,15 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain import codec
-from domain.accounts.models import User
+from domain.accounts.authn import load_user as load_user  # re-exported for the CouchDB surface
+from domain.accounts.authn import resolve
 from domain.accounts.policy import Actor, require_admin
-from domain.accounts.sessions import session_revoked
-from domain.accounts.tokens import ACCESS, decode_token
+from domain.accounts.throttle import UNKNOWN_ADDRESS
 from domain.db import Database, UnitOfWork
 from domain.errors import (
     DomainError,
-    InvalidToken,
-    NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     ValidationError,
@@ -233,38 +231,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("the Authorization header must be 'Bearer <access token>'")
-    return token.strip()
-
-
-def load_user(session: Session, user_id: int, family: str | None = None) -> AuthUser:
-    """The token's user, if still active and (for tokens issued by login) its session was not ended."""
-    row = session.execute(select(User.id, User.username, User.role, User.active).where(User.id == user_id)).first()
-    if row is None or not row.active:
-        raise InvalidToken("the token's user does not exist or is deactivated")
-    if family is not None and session_revoked(session, family):
-        raise InvalidToken("this session has ended (logout or a reused token); log in again", {"reason": "revoked"})
-    return AuthUser(row.id, row.username, row.role)
-
-
 def authenticate(state: AppState, request: Request, required: str) -> AuthUser | None:
-    """Resolve the bearer token to an active user; enforce the endpoint's minimum role (domain.accounts.policy).
+    """Resolve the bearer token to an active user (domain.accounts.authn, the one path every surface
+    shares); enforce the endpoint's minimum role (domain.accounts.policy).
 
     A public endpoint (health, login, refresh, logout) ignores the Authorization header: a client that
     still sends its expired access token while refreshing must not be refused for it."""
     if required in (PUBLIC, SELF_AUTH):
         return None
-    token = bearer_token(request)
-    if token is None:
-        raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
-    claims = decode_token(state.settings, token, ACCESS)
-    user = state.db.read(lambda s: load_user(s, claims.user_id, claims.family))
+    client = request.client
+    address = client.host if client and client.host else UNKNOWN_ADDRESS
+    user = resolve(state.db, state.settings, request.headers.get("authorization"), address)
     if required == ADMIN:
         require_admin(user, "this")
     return user
