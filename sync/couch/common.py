@@ -7,7 +7,6 @@ entries) and every process answers the same ids for the same record version, acr
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import threading
 from collections.abc import Callable
@@ -19,11 +18,10 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from domain.accounts.api import client_address
+from domain.accounts.authn import resolve
 from domain.accounts.models import User
 from domain.accounts.policy import Actor
-from domain.accounts.sessions import check_credentials
-from domain.accounts.tokens import ACCESS, decode_token
-from domain.api import Ctx, load_user
+from domain.api import Ctx
 from domain.errors import DomainError, InvalidCredentials, TooManyAttempts
 
 REVS_LIMIT = 1000
@@ -126,58 +124,59 @@ VERIFIED_MAX = 10_000
 
 
 def authenticate(ctx: Ctx) -> Actor:
-    header = ctx.request.headers.get("authorization") or ""
-    scheme, _, value = header.partition(" ")
+    """`domain.accounts.authn.resolve` (bearer with its session check, or Basic through the login's throttle
+    and password check), with a Basic check that succeeded remembered as described above."""
+    header = ctx.request.headers.get("authorization")
     try:
-        if scheme.lower() == "bearer" and value.strip():
-            claims = decode_token(ctx.settings, value.strip(), ACCESS)
-            user = ctx.db.read(lambda s: load_user(s, claims.user_id, claims.family))
-        elif scheme.lower() == "basic" and value.strip():
-            user = _basic(ctx, value.strip())
+        scheme, _, value = (header or "").strip().partition(" ")
+        if scheme.lower() == "basic" and value.strip():
+            user = _remembered(ctx, value.strip())
+            if user is None:
+                user = resolve(ctx.db, ctx.settings, header, client_address(ctx), allow_basic=True)
+                _remember(ctx, value.strip(), user)
         else:
-            raise CouchError(401, "unauthorized", "send HTTP Basic credentials or 'Authorization: Bearer <token>'")
-    except DomainError as exc:
-        raise CouchError(401, "unauthorized", exc.message) from None
-    ctx.request.state.user_id = user.id  # for the access log
-    return user
-
-
-def _basic(ctx: Ctx, value: str) -> Actor:
-    try:
-        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        raise CouchError(401, "unauthorized", "malformed Basic credentials") from None
-    if not sep:
-        raise CouchError(401, "unauthorized", "malformed Basic credentials")
-    key = hashlib.sha256(f"{username}\0{password}\0{ctx.settings.secret_key}".encode()).hexdigest()
-    with _verified_lock:
-        known = _verified.get(key)
-    if known is not None:
-        row = ctx.db.read(
-            lambda s: s.execute(
-                select(User.id, User.username, User.role, User.active, User.password_hash).where(
-                    User.id == known.user_id
-                )
-            ).first()
-        )
-        if row is not None and row.active and row.password_hash == known.password_hash:
-            return Actor(row.id, row.username, row.role)
-        with _verified_lock:
-            _verified.pop(key, None)
-    # The login's throttle, timing-safe password check and failure audit (a replicator is no way around them).
-    try:
-        actor = check_credentials(ctx.db, username, password, client_address(ctx))
+            user = resolve(ctx.db, ctx.settings, header, client_address(ctx), allow_basic=True)
     except InvalidCredentials:
         raise CouchError(401, "unauthorized", "Name or password is incorrect.") from None
     except TooManyAttempts as exc:
         retry = str(exc.details.get("retry_after", 60))
         raise CouchError(429, "too_many_requests", exc.message, {"Retry-After": retry}) from None
-    hashed = ctx.db.read(lambda s: s.execute(select(User.password_hash).where(User.id == actor.id)).scalar_one())
+    except DomainError as exc:
+        if exc.status == 503:
+            raise
+        raise CouchError(401, "unauthorized", exc.message) from None
+    ctx.request.state.user_id = user.id  # for the access log
+    return user
+
+
+def _memo_key(ctx: Ctx, value: str) -> str:
+    return hashlib.sha256(f"{value}\0{ctx.settings.secret_key}".encode()).hexdigest()
+
+
+def _remembered(ctx: Ctx, value: str) -> Actor | None:
+    key = _memo_key(ctx, value)
+    with _verified_lock:
+        known = _verified.get(key)
+    if known is None:
+        return None
+    row = ctx.db.read(
+        lambda s: s.execute(
+            select(User.id, User.username, User.role, User.active, User.password_hash).where(User.id == known.user_id)
+        ).first()
+    )
+    if row is not None and row.active and row.password_hash == known.password_hash:
+        return Actor(row.id, row.username, row.role)
+    with _verified_lock:
+        _verified.pop(key, None)
+    return None
+
+
+def _remember(ctx: Ctx, value: str, user: Actor) -> None:
+    hashed = ctx.db.read(lambda s: s.execute(select(User.password_hash).where(User.id == user.id)).scalar_one())
     with _verified_lock:
         if len(_verified) >= VERIFIED_MAX:
             _verified.clear()
-        _verified[key] = _Verified(actor.id, hashed)
-    return actor
+        _verified[_memo_key(ctx, value)] = _Verified(user.id, hashed)
 
 
 def couch(handler: Callable[[Ctx, Actor, DbName | None], Any]) -> Callable[[Ctx], Any]:
@@ -193,8 +192,11 @@ def couch(handler: Callable[[Ctx, Actor, DbName | None], Any]) -> Callable[[Ctx]
         except CouchError as exc:
             return error_response(exc)
         except DomainError as exc:
-            couch_code = {403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
-            return error_response(CouchError(exc.status, couch_code.get(exc.status, "bad_request"), exc.message))
+            names = {403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
+            names |= {429: "too_many_requests", 503: "service_unavailable"}
+            headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else {}
+            error = names.get(exc.status, "bad_request")
+            return error_response(CouchError(exc.status, error, exc.message, headers))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
