@@ -309,3 +309,26 @@ def test_cors_for_credentialed_requests(settings: Any, demo: Database, driver_he
         assert "access-control-allow-origin" not in r.headers
     with pytest.raises(ValueError, match="refused"):
         create_app(settings.with_(cors_origins=("*",)), demo)
+
+
+def test_a_database_fault_is_503_with_retry_after_and_a_bug_500_both_in_couchdbs_shape(
+    demo: Database, client: TestClient, driver_headers: dict[str, str], monkeypatch: Any
+) -> None:
+    from domain.dbfaults import UNREACHABLE, DatabaseUnavailable, Fault
+    from sync.couch import feed
+
+    def down(*args: Any) -> Any:
+        raise DatabaseUnavailable(
+            Fault(UNREACHABLE, 2003, "Can't connect"), attempts=3, outcome_unknown=False, idempotent=False
+        )
+
+    monkeypatch.setattr(feed, "head_seq", down)
+    r = client.get("/couchdb/lpg/", headers=driver_headers)
+    body = couch_error(r, 503, "service_unavailable")
+    assert int(r.headers["retry-after"]) > 0 and "send the same request again" in body["reason"]
+
+    def bug(*args: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(feed, "head_seq", bug)
+    couch_error(client.get("/couchdb/lpg/", headers=driver_headers), 500, "unknown_error")
