@@ -41,6 +41,7 @@ PUSH_INSTEAD = (
 LOCAL_MAX_BYTES = 16 * 1024
 LOCAL_MAX_PER_USER = 50
 MAX_LIMIT = 10_000
+RESULTS_POLL = 1.0
 
 
 def _source(db: DbName | None) -> DbName:
@@ -363,6 +364,19 @@ def _result_changes(ctx: Ctx, db: DbName, q: ChangesRequest) -> Any:
     since = queue.parse_results_since(q.since_raw)
     limit = q.limit if q.limit is not None else 1000
     changes, last = queue.result_changes(ctx.db, db.device_id, since, max(limit, 1))
+    if q.feed == "longpoll" and not changes:
+        # Results are written by pushes; a push that applies something moves the feed (the watcher wakes
+        # at once), one that only refuses does not: read again at least every RESULTS_POLL seconds.
+        import anyio.from_thread
+
+        wait = q.timeout if q.heartbeat is None else min(q.timeout, q.heartbeat)
+        deadline = time.monotonic() + wait / 1000
+        head = feed.head_seq(ctx.db)
+        while not changes and time.monotonic() < deadline:
+            until = min(deadline, time.monotonic() + RESULTS_POLL)
+            anyio.from_thread.run(_wait_async, ctx, head, until)
+            head = feed.head_seq(ctx.db)
+            changes, last = queue.result_changes(ctx.db, db.device_id, since, max(limit, 1))
     results = []
     for change in changes:
         item: dict[str, Any] = {"seq": change.seq, "id": change.doc.temp_id, "changes": [{"rev": change.doc.rev}]}

@@ -332,3 +332,26 @@ def test_a_database_fault_is_503_with_retry_after_and_a_bug_500_both_in_couchdbs
 
     monkeypatch.setattr(feed, "head_seq", bug)
     couch_error(client.get("/couchdb/lpg/", headers=driver_headers), 500, "unknown_error")
+
+
+def test_results_longpoll_waits_for_a_result(demo: Database, client: TestClient, settings: Any) -> None:
+    import threading
+    import time
+
+    d1 = bearer(settings, user_id(demo, "driver1"))
+    res = "/couchdb/results-tab-lp"
+    t0 = time.monotonic()
+    empty = client.get(f"{res}/_changes", params={"feed": "longpoll", "timeout": "600"}, headers=d1).json()
+    assert empty["results"] == [] and 0.5 < time.monotonic() - t0 < 5
+    doc = {"_id": "lp-1", "op": "customer.create", "data": {"name": "Longpoll House", "address": "1 Rd"}}
+    push = threading.Timer(
+        0.3,
+        lambda: client.post("/couchdb/queue-tab-lp/_bulk_docs", json={"docs": [doc], "new_edits": False}, headers=d1),
+    )
+    push.start()
+    t0 = time.monotonic()
+    page = client.get(
+        f"{res}/_changes", params={"feed": "longpoll", "timeout": "10000", "since": empty["last_seq"]}, headers=d1
+    ).json()
+    push.join()
+    assert [r["id"] for r in page["results"]] == ["lp-1"] and time.monotonic() - t0 < 5
