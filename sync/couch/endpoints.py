@@ -133,7 +133,7 @@ def couch_db(ctx: Ctx, actor: Actor, db: DbName | None) -> dict[str, Any]:
         seq: Any = feed.head_seq(ctx.db)
     elif db.kind == "results":
         assert db.device_id is not None
-        _, seq = queue.result_changes(ctx.db, db.device_id, (0, 0), 0)
+        seq = queue.results_head(ctx.db, db.device_id)
         count = queue.results_count(ctx.db, db.device_id)
     else:
         seq = "0"

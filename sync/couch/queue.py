@@ -77,7 +77,6 @@ def bulk_docs(db: Database, actor: Actor, target: DbName, body: Any) -> list[dic
             errors.append(_refusal(doc_id, doc.get("_rev") if isinstance(doc, dict) else None, reason))
             continue
         changes.append((doc, {"client_temp_id": doc["_id"], "op": doc["op"], "data": doc["data"]}))
-    by_id: dict[str, dict[str, Any]] = {}
     for start in range(0, len(changes), min(CHUNK, MAX_CHANGES)):
         part = changes[start : start + CHUNK]
         try:
@@ -87,7 +86,6 @@ def bulk_docs(db: Database, actor: Actor, target: DbName, body: Any) -> list[dic
             continue
         answer = apply_batch(db, actor, envelope, batch_id=None)
         for (doc, _), result in zip(part, answer["results"], strict=True):
-            by_id[doc["_id"]] = result
             if result["status"] == "rejected":
                 error = result["error"]
                 errors.append(_refusal(doc["_id"], doc.get("_rev"), f"{error['code']}: {error['message']}"))
@@ -247,6 +245,17 @@ def result_changes(db: Database, device_id: str, since: tuple[int, int], limit: 
         last_for[temp_id] = seq
     out = [ResultChange(seq, docs[t]) for t, seq in marks if last_for[t] == seq and t in docs]
     return out, f"{a}.{r}"
+
+
+def results_head(db: Database, device_id: str) -> str:
+    """The seq of everything recorded for this device so far."""
+
+    def read(s: Any) -> str:
+        a = s.scalar(select(func.max(AppliedChange.id)).where(AppliedChange.device_id == device_id)) or 0
+        r = s.scalar(select(func.max(RejectedChange.id)).where(RejectedChange.device_id == device_id)) or 0
+        return f"{a}.{r}"
+
+    return db.read(read)
 
 
 def results_count(db: Database, device_id: str) -> int:

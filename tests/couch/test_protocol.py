@@ -271,6 +271,7 @@ def test_queue_revs_diff_bulk_docs_and_results(demo: Database, client: TestClien
     assert by_id["t 1"]["status"] == "applied" and by_id["t 1"]["entity"] == "customer"
     assert by_id["t 2"]["status"] == "rejected" and by_id["t 3"]["error"]["code"] == "dependency_rejected"
     assert client.get(f"{res}/_changes", params={"since": feed["last_seq"]}, headers=d1).json()["results"] == []
+    assert client.get(f"{res}/", headers=d1).json()["update_seq"] == feed["last_seq"]
     one = client.get(f"{res}/t%201", params={"revs": "true"}, headers=d1).json()
     assert one["_id"] == "t 1" and one["_revisions"]["start"] == 1
     couch_error(client.get(f"{res}/", headers=bearer(settings, user_id(demo, "driver2"))), 404, "not_found")
