@@ -623,7 +623,7 @@ def couch_bulk_docs(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
 
 
 def _refuse(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
-    _source(db) if db is not None else None
+    """Writes other than a queue's (the database name was checked: an unknown one is a 404 first)."""
     raise CouchError(403, "forbidden", PUSH_INSTEAD)
 
 
