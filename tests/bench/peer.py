@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -69,13 +70,14 @@ class Peer:
             "meters": [{"serial": f"MTR-{n:07d}", "last_reading": "1532.40"}],
         }
 
-    def load(self, db: str, total: int, batch: int = 500) -> float:
+    def load(self, db: str, total: int, batch: int = 500, doc: Any = None) -> float:
         """Create `db` and `_bulk_docs` `total` new documents; returns docs/s."""
+        make = doc or self.doc
         self.request("PUT", f"/{db}")
         started = time.perf_counter()
         for start in range(0, total, batch):
             status, body = self.request(
-                "POST", f"/{db}/_bulk_docs", {"docs": [self.doc(n) for n in range(start, start + batch)]}
+                "POST", f"/{db}/_bulk_docs", {"docs": [make(n) for n in range(start, min(total, start + batch))]}
             )
             if status != 201:
                 raise RuntimeError(f"_bulk_docs failed: {status} {body[:200]!r}")
@@ -102,9 +104,9 @@ class Peer:
 
 
 @contextmanager
-def pouchdb_server() -> Iterator[Peer]:
+def pouchdb_server(port: int | None = None) -> Iterator[Peer]:
     binary = ensure_installed()
-    port = _free_port()
+    port = port or _free_port()
     data = Path(tempfile.mkdtemp(prefix="lpg-peer-data-"))
     proc = subprocess.Popen(
         [str(binary), "-p", str(port), "-o", "127.0.0.1", "-d", str(data), "-c", str(data / "config.json")],

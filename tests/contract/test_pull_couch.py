@@ -83,8 +83,9 @@ def test_bulk_get_and_get_give_documents_with_revisions(demo: Database, client: 
     assert doc["_revisions"] == {"start": doc["version"], "ids": [doc["_rev"].split("-")[1]]}
     assert hidden["docs"][0]["error"]["error"] == "not_found"  # another driver's record is simply missing
     assert bogus["docs"][0]["error"]["error"] == "not_found"
-    got = client.get(f"/couchdb/lpg/{first['id']}", headers=d1).json()
+    got = client.get(f"/couchdb/lpg/{first['id']}", params={"revs": "true"}, headers=d1).json()
     assert got == doc
+    assert "_revisions" not in client.get(f"/couchdb/lpg/{first['id']}", headers=d1).json()
     listed = client.get(f"/couchdb/lpg/{first['id']}", params={"open_revs": "all", "revs": "true"}, headers=d1).json()
     assert listed == [{"ok": doc}]
     r = client.get(f"/couchdb/lpg/transaction:{theirs}", headers=d1)
@@ -111,7 +112,7 @@ def test_all_docs_by_keys_as_pouchdb_asks_for_first_revisions(demo: Database, cl
     assert bogus == {"key": "bogus", "error": "not_found"}
     r = client.get("/couchdb/lpg/_all_docs", params={"keys": '["customer:1"]'}, headers=d1)
     assert r.json()["rows"][0]["value"] == one["value"] and "doc" not in r.json()["rows"][0]
-    assert client.post("/couchdb/lpg/_all_docs", json={}, headers=d1).status_code == 400
+    assert client.post("/couchdb/lpg/_all_docs", json={"keys": "x"}, headers=d1).status_code == 400
 
 
 def test_local_checkpoint_documents_are_stored_faithfully_per_user(demo: Database, client: Any, settings: Any) -> None:
@@ -152,7 +153,7 @@ def test_basic_authentication_and_couchdb_error_shape(demo: Database, client: An
     assert client.get("/couchdb/lpg/", headers=basic("driver1", "driver1-lpg-2026")).status_code == 200
     assert client.get("/couchdb/lpg/", headers=basic("driver1", "driver1-lpg-2026")).status_code == 200  # cached
     r = client.get("/couchdb/lpg/", headers=basic("driver1", "wrong"))
-    assert r.status_code == 401 and r.json() == {"error": "unauthorized", "reason": "name or password is incorrect"}
+    assert r.status_code == 401 and r.json() == {"error": "unauthorized", "reason": "Name or password is incorrect."}
     r = client.get("/couchdb/lpg/")
     assert r.status_code == 401 and set(r.json()) == {"error", "reason"}
 

@@ -1,4 +1,5 @@
-"""The read-only CouchDB surface: every user reads (scoped); writes are refused for everybody."""
+"""The CouchDB surface: every user reads `lpg` (scoped); writes to it are refused for everybody (a device's
+queue, `queue-<device>`, is the only writable database: tests/couch)."""
 
 from tests.contract.rbac.matrix import RbacRow, Request, World, expect
 
@@ -68,5 +69,25 @@ ROWS = [
         "/couchdb/{db}/_revs_diff",
         expect(401, 403, 403, 403),
         setup=lambda w: Request(path={"db": "lpg"}, json={}),
+    ),
+    RbacRow("GET", "/couchdb/_session", expect(401, 200, 200, 200)),
+    RbacRow(
+        "POST",
+        "/couchdb/{db}/_changes",
+        expect(401, 200, 200, 200),
+        setup=lambda w: Request(path={"db": "lpg"}, query={"filter": "_doc_ids"}, json={"doc_ids": ["customer:1"]}),
+    ),
+    RbacRow("PUT", "/couchdb/{db}/", expect(401, 412, 412, 412), setup=_db),
+    RbacRow(
+        "POST",
+        "/couchdb/{db}/_ensure_full_commit",
+        expect(401, 201, 201, 201),
+        setup=lambda w: Request(path={"db": "lpg"}, json={}),
+    ),
+    RbacRow(
+        "DELETE",
+        "/couchdb/{db}/_local/{id}",
+        expect(401, 404, 404, 404),
+        setup=lambda w: Request(path={"db": "lpg", "id": "never"}),
     ),
 ]

@@ -1,0 +1,181 @@
+"""Benchmark: stock PouchDB 9 replicating with /couchdb, side by side with pouchdb-server in one run.
+
+    . .venv/bin/activate && python tests/bench/couch.py [--rows 100000] [--push 10000] [--engine sqlite|mysql]
+
+1. Pull: the feed is seeded with `--rows` documents (tests/bench/pull.py's seeding); pouchdb-server 4.2.0 is
+   loaded with the same documents (same ids and bodies) through `_bulk_docs`. The same Node PouchDB
+   (memory adapter, tests/couch/node/bench.js) replicates everything from `/couchdb/lpg` (as admin, HTTP
+   Basic) and from the peer, with `batch_size` 100 and 1000 (`batches_limit` 4, the default 10 for 100).
+2. Push: `--push` new-customer changes, once through `POST /api/v1/sync/push` in batches of 500 and once
+   as a PouchDB queue replicated to `/couchdb/queue-<device>` with `batch_size` 500, each on its own device.
+
+`rows()` returns the table rows; run alone, the module prints them as a Markdown table. The figures are
+noisy on a shared machine: run it on an idle one to compare releases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench.peer import pouchdb_server  # noqa: E402
+from tests.bench.pull import DOC, ENTITIES, SECRET, seed  # noqa: E402
+
+NODE = ROOT / "tests" / "couch" / "node"
+SERVER_PORT = int(os.environ.get("LPG_BENCH_PORT", "18451"))
+PEER_PORT = int(os.environ.get("LPG_BENCH_PEER_PORT", "18450"))
+PUSH_BATCH = 500
+Row = tuple[str, str, int, int, float]  # (what, source, batch, docs, docs/s)
+
+
+def log(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def lpg_server(url: str) -> Iterator[str]:
+    env = {**os.environ, "LPG_SECRET_KEY": SECRET, "LPG_DATABASE_URL": url, "LPG_SQLITE_SYNCHRONOUS": "NORMAL"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py"), "--port", str(SERVER_PORT), "--no-demo"],
+        cwd=tempfile.mkdtemp(prefix="lpg-bench-couch-"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", SERVER_PORT, timeout=2)
+                conn.request("GET", "/api/v1/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("the server did not start")
+        yield f"http://127.0.0.1:{SERVER_PORT}"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def node(*args: str) -> dict[str, Any]:
+    out = subprocess.run(["node", "bench.js", *args], cwd=NODE, capture_output=True, text=True, timeout=3600)
+    if out.returncode:
+        raise RuntimeError(f"bench.js {args[0]} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def peer_doc(n: int) -> dict[str, Any]:
+    seq = n + 1
+    return {"_id": f"{ENTITIES[seq % 5]}:{seq}", **orjson.loads(DOC.format(id=seq))}
+
+
+def native_push(base: str, count: int, device: str) -> float:
+    from domain.accounts.tokens import ACCESS, encode_token
+    from domain.settings import Settings
+
+    token, _ = encode_token(Settings.from_env({"LPG_SECRET_KEY": SECRET}), 2, ACCESS)  # driver1 of the demo
+    conn = http.client.HTTPConnection("127.0.0.1", SERVER_PORT, timeout=300)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    started = time.perf_counter()
+    for start in range(0, count, PUSH_BATCH):
+        changes = [
+            {
+                "client_temp_id": f"{device}-{i}",
+                "op": "customer.create",
+                "data": {
+                    "name": f"Bench Eating House {i}",
+                    "address": f"{i} Jurong Port Rd",
+                    "email": f"bench{i}@example.sg",
+                },
+            }
+            for i in range(start, min(count, start + PUSH_BATCH))
+        ]
+        conn.request(
+            "POST", "/api/v1/sync/push", body=orjson.dumps({"device_id": device, "changes": changes}), headers=headers
+        )
+        response = conn.getresponse()
+        body = orjson.loads(response.read())
+        if response.status != 200 or {r["status"] for r in body["results"]} != {"applied"}:
+            raise RuntimeError(f"native push failed: {response.status}")
+    return count / (time.perf_counter() - started)
+
+
+def rows(total: int = 100_000, push: int = 10_000, engine: str = "sqlite", mysql_url: str | None = None) -> list[Row]:
+    out: list[Row] = []
+    work = Path(tempfile.mkdtemp(prefix="lpg-bench-couch-db-"))
+    try:
+        url = f"sqlite:///{work}/bench.db" if engine == "sqlite" else str(mysql_url)
+        log(f"seeding {total} feed rows ({engine})")
+        seed(url, total)
+        with pouchdb_server(PEER_PORT) as peer:
+            log(f"loading {total} documents into pouchdb-server")
+            peer.load("bench", total, 1000, peer_doc)
+            peer_url = f"http://127.0.0.1:{peer.port}/bench"
+            with lpg_server(url) as base:
+                for batch in (100, 1000):
+                    for source, target, user in (
+                        ("lpg-sync /couchdb/lpg", f"{base}/couchdb/lpg", ("admin", "admin-lpg-2026")),
+                        ("pouchdb-server 4.2.0", peer_url, ("", "")),
+                    ):
+                        result = node("pull", target, user[0], user[1], str(batch))
+                        assert result["docs"] == total and not result["failures"], result
+                        rate = result["docs"] / result["seconds"]
+                        out.append(("pull", source, batch, result["docs"], rate))
+                        log(f"  pull {source:24} batch {batch:5}: {rate:9,.0f} docs/s")
+                if push:
+                    rate = native_push(base, push, "bench-native")
+                    out.append(("push", "POST /api/v1/sync/push", PUSH_BATCH, push, rate))
+                    log(f"  push native: {rate:9,.0f} changes/s")
+                    result = node(
+                        "push",
+                        f"{base}/couchdb/queue-bench-couch",
+                        "driver1",
+                        "driver1-lpg-2026",
+                        str(PUSH_BATCH),
+                        str(push),
+                        "bench-couch",
+                    )
+                    assert result["docs"] == push and not result["failures"], result
+                    rate = push / result["seconds"]
+                    out.append(("push", "PouchDB -> /couchdb/queue-<device>", PUSH_BATCH, push, rate))
+                    log(f"  push by replication: {rate:9,.0f} changes/s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--push", type=int, default=10_000)
+    parser.add_argument("--engine", choices=("sqlite", "mysql"), default="sqlite")
+    parser.add_argument("--mysql-url", default="mysql+pymysql://root@127.0.0.1:3306/test_couch")
+    args = parser.parse_args()
+    table = rows(args.rows, args.push, args.engine, args.mysql_url)
+    print("| what | source / target | batch_size | docs | docs/s |")
+    print("|---|---|---:|---:|---:|")
+    for what, source, batch, docs, rate in table:
+        print(f"| {what} | {source} | {batch} | {docs:,} | {rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
