@@ -202,7 +202,8 @@ def inbox(session: Session) -> dict[str, Any]:
         .limit(20)
     ).all()
     return {
-        "groups": sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])),
+        # causes first: a dependent refusal is read after what it waits for
+        "groups": sorted(groups.items(), key=lambda item: (item[0] == "dependency_rejected", -len(item[1]), item[0])),
         "devices": sorted({v["device_id"] for v in views}),
         "open": len(views),
         "resolved": [rejection_view(r, names) for r in resolved],

@@ -32,6 +32,9 @@ from domain.clock import utcnow
 from domain.errors import DomainError, NotFound, ValidationError
 from domain.feed.reader import fetch_current
 from domain.feed.services import FEED_ENTITIES
+from domain.logistics.schemas import StockAdjustmentCreate
+from domain.logistics.services import adjust_stock
+from domain.wire import parse
 from reconcile.envelope import MAX_CHANGES
 from reconcile.replay import decode_queue
 from sync.push import replay_open_rejections
@@ -256,7 +259,34 @@ def decode_view(ctx: Ctx) -> Response:
 
 def stock_view(ctx: Ctx) -> Response:
     now = utcnow()
-    return render("stock.html", **ctx.read(lambda s: queries.stock_page(s, now)))
+    return render("stock.html", **ctx.read(lambda s: queries.stock_page(s, now)), outcome=None)
+
+
+HOLDER = {"depot": "depot", "truck": "truck", "site": "customer"}
+
+
+def adjust_view(ctx: Ctx) -> Response:
+    """Record an adjustment through the same service as `POST /api/v1/stock/adjustments/`, then show the page."""
+    form = ctx.payload
+    place = form.get("place")
+    if place not in HOLDER:
+        raise ValidationError("choose depot, truck or site", "place")
+    data: dict[str, Any] = {"place": place, "equipment": str(form.get("equipment", "")).strip()}
+    data["reason"] = str(form.get("reason", "")).strip()
+    for name in ("holder", "full_delta", "empty_delta", "on_site_delta"):
+        text = str(form.get(name, "")).strip()
+        if not text:
+            continue
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValidationError(f"'{name}' must be a whole number", name) from None
+        data[HOLDER[place] if name == "holder" else name] = number
+    cmd = parse(StockAdjustmentCreate, data)
+    adjustment_id = ctx.run(lambda call: adjust_stock(call, cmd).record.id)
+    now = utcnow()
+    page = ctx.read(lambda s: queries.stock_page(s, now))
+    return render("stock.html", **page, outcome={"id": adjustment_id, "place": place, **data})
 
 
 # -- audit -----------------------------------------------------------------------------------------------
@@ -372,6 +402,7 @@ FRAGMENTS: tuple[tuple[str, str, Handler, bool], ...] = (
     ("GET", "/f/replay", replay_page, False),
     ("POST", "/f/replay/decode", decode_view, True),
     ("GET", "/f/stock", stock_view, False),
+    ("POST", "/f/stock/adjust", adjust_view, False),
     ("GET", "/f/audit", audit_view, False),
     ("GET", "/f/audit/{id:int}", audit_entry_view, False),
     ("POST", "/f/audit/verify", verify_view, False),
