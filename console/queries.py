@@ -110,7 +110,7 @@ def device_page(session: Session, now: datetime, device_id: str) -> dict[str, An
 
 
 def usernames(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(User.id, User.username)).tuples().all())
+    return dict(session.execute(select(User.id, User.username)).all())
 
 
 # -- the rejection inbox ---------------------------------------------------------------------------------
@@ -231,12 +231,12 @@ def stock_page(session: Session, now: datetime) -> dict[str, Any]:
         pivot[row["equipment"]][row["place"]] += row["total"]
         pivot[row["equipment"]]["total"] += row["total"]
     negative = [r for r in holders if r["place"] == "site" and (r["on_site"] or 0) < 0]
-    codes = dict(session.execute(select(EquipmentModel.id, EquipmentModel.code)).tuples().all())
+    codes = dict(session.execute(select(EquipmentModel.id, EquipmentModel.code)).all())
     names = usernames(session)
     holder_names = {
-        "depot": dict(session.execute(select(Depot.id, Depot.code)).tuples().all()),
-        "truck": dict(session.execute(select(Truck.id, Truck.plate)).tuples().all()),
-        "site": dict(session.execute(select(Customer.id, Customer.name)).tuples().all()),
+        "depot": dict(session.execute(select(Depot.id, Depot.code)).all()),
+        "truck": dict(session.execute(select(Truck.id, Truck.plate)).all()),
+        "site": dict(session.execute(select(Customer.id, Customer.name)).all()),
     }
     adjustments: list[StockAdjustment] = list(session.scalars(adjustment_statement(None, None)).all())
     series: dict[str, list[dict[str, Any]]] = {}
