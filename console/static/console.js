@@ -244,7 +244,8 @@
           method: "POST", headers: { "Content-Type": "application/json" }, body: body
         }).then(function (answer) {
           answer.results.forEach(function (r) {
-            var key = r.status === "rejected" ? "rejected: " + r.error.code : r.status;
+            var key = r.status === "rejected" ? (apply ? "rejected: " : "would be refused: ") + r.error.code
+              : (r.status === "applied" && !apply ? "would apply" : r.status);
             counts[key] = (counts[key] || 0) + 1;
             if (r.status === "rejected") { refusals.push(r); }
           });

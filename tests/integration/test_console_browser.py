@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import create_engine, update
 
+from domain.accounts.models import Device
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,10 +188,38 @@ def test_a_driver_gets_no_console(live_server: str, browser: Browser) -> None:
         assert api(live_server, "GET", path)[0] == 401
 
 
-def test_an_admin_finds_the_refused_sale_fixes_stock_and_replays_it_once(live_server: str, browser: Browser) -> None:
+def other_tablets(base: str, database_url: str) -> None:
+    """A tablet whose clock runs 7 minutes ahead, and one that has not been heard of for three days."""
+    driver2 = login(base, ("driver2", "driver2-lpg-2026"))
+    ahead = (datetime.now(UTC) + timedelta(minutes=7)).isoformat(timespec="seconds")
+    for device, client in (("tab-021", {"app_version": "2.4.0", "device_time": ahead}), ("tab-033", None)):
+        change = {
+            "client_temp_id": f"{device}-c",
+            "op": "customer.create",
+            "data": {"name": f"Kedai {device}", "address": "x"},
+        }
+        body: dict[str, Any] = {"device_id": device, "changes": [change], **({"client": client} if client else {})}
+        status, answer = api(base, "POST", "/api/v1/sync/push", body, driver2)
+        assert status == 200 and answer["results"][0]["status"] == "applied", answer
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(Device)
+                .where(Device.device_id == "tab-033")
+                .values(last_push_at=datetime.now(UTC) - timedelta(days=3))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_an_admin_finds_the_refused_sale_fixes_stock_and_replays_it_once(
+    live_server: str, browser: Browser, database_url: str
+) -> None:
     base = live_server
     driver, admin = login(base, DRIVER), login(base, ADMIN)
     before = len(sales_of_25_cylinders(base, admin))
+    other_tablets(base, database_url)
     sale = refused_sale_and_its_dependent(base, driver)
 
     page = browser.new_page(viewport=TABLET)
@@ -205,8 +235,12 @@ def test_an_admin_finds_the_refused_sale_fixes_stock_and_replays_it_once(live_se
     row = page.locator(f'#devices-table tr[data-device="{DEVICE}"]')
     expect(row).to_contain_text("driver1")
     expect(row.locator("td").nth(9)).to_have_text("2")
-    page.get_by_role("button", name="Open", exact=True).click()  # sort by open rejections
+    page.locator("button[data-sort=open_rejections]").click()  # sort by open rejections
     expect(page.locator("#devices-table th[aria-sort='ascending']")).to_contain_text("Open")
+    expect(page.locator('#devices-table tr.skewed[data-device="tab-021"]')).to_contain_text("skewed")
+    expect(page.locator('#devices-table tr.stale[data-device="tab-033"]')).to_contain_text("stale")
+    page.locator("button[data-sort=open_rejections]").click()  # again: descending, tab-017 first
+    expect(page.locator("#devices-table tbody tr").first).to_have_attribute("data-device", DEVICE)
     photograph(page, "devices")
 
     # the device page: the refusal read as a person reads it
@@ -274,7 +308,11 @@ def test_an_admin_finds_the_refused_sale_fixes_stock_and_replays_it_once(live_se
     assert again["results"][0]["status"] == "duplicate", again
     assert len(sales_of_25_cylinders(base, admin)) == before + 1
 
-    # Audit: verification with progress, one entry's before/after
+    # Audit: verification with progress, one entry's before/after (a customer's phone changed)
+    status, customer = api(base, "GET", "/api/v1/customers/2/", token=admin)
+    assert status == 200, customer
+    changed = {"phone": "+6562223333", "base_version": customer["version"]}
+    assert api(base, "PATCH", "/api/v1/customers/2/", changed, admin)[0] == 200
     page.locator("#nav a", has_text="Audit").click()
     page.get_by_role("button", name="Verify the chain").click()
     expect(page.locator("#verify-status")).to_contain_text("The chain is intact")
@@ -283,7 +321,8 @@ def test_an_admin_finds_the_refused_sale_fixes_stock_and_replays_it_once(live_se
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("#audit-table tbody tr").first).to_contain_text("customer")
     page.locator("#audit-table tbody tr a").first.click()
-    expect(page.locator("#entry-title")).to_contain_text("customer")
+    expect(page.locator("#entry-title")).to_contain_text("customer 2")
+    expect(page.locator("#entry-diff tr.diff-changed", has_text="phone")).to_contain_text("+6562223333")
     photograph(page, "audit-entry")
 
     # Replay a queue file: a JSON export of the tablet's queue, dry run
