@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import create_engine, update
@@ -363,3 +364,48 @@ def queue_changes(sale: dict[str, Any]) -> list[dict[str, Any]]:
         {"client_temp_id": "q-cust", "op": "customer.create", "data": {"name": "Queue Customer", "address": "2 Jalan Besar"}},
         {"client_temp_id": "q-meter", "op": "meter_reading.create", "data": {"customer": 2, "reading": "1.00", "occurred_at": recent()}},
     ]  # fmt: skip
+
+
+def test_a_large_msgpack_queue_replays_in_batches_with_progress(live_server: str, browser: Browser) -> None:
+    base = live_server
+    driver, admin = login(base, DRIVER), login(base, ADMIN)
+    changes = [
+        {"client_temp_id": f"big-{i}", "op": "customer.create", "data": {"name": f"Kedai {i}", "address": f"{i} Jalan"}}
+        for i in range(1100)
+    ]
+    # the tablet's first change got through before it went offline: replayed, it is a duplicate
+    assert api(base, "POST", "/api/v1/sync/push", {"device_id": "tab-big", "changes": changes[:1]}, driver)[0] == 200
+    customers = api(base, "GET", "/api/v1/customers/?page_size=1", token=admin)[1]["count"]
+    queue = ARTIFACTS / "tab-big-queue.msgpack"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    queue.write_bytes(msgpack.packb({"device_id": "tab-big", "changes": changes}))
+
+    page = browser.new_page(viewport=TABLET)
+    console_login(page, base, ADMIN)
+    expect(page.locator("#devices-title")).to_be_visible()
+    page.locator("#nav a", has_text="Replay a queue file").click()
+    page.get_by_label("Device id", exact=True).fill("tab-big")
+    page.get_by_label("Queue file", exact=True).set_input_files(str(queue))
+    page.evaluate(
+        """() => { window.seen = []; new MutationObserver(() => window.seen.push(
+             document.getElementById('replay-status').textContent)).observe(
+             document.getElementById('replay-status'), {childList: true, characterData: true, subtree: true}); }"""
+    )
+    page.get_by_role("button", name="Dry run", exact=True).click()
+    expect(page.locator("#replay-status")).to_have_text("Dry run, nothing written: 1100 changes", timeout=60_000)
+    expect(page.locator("#replay-progress")).to_have_attribute("max", "1100")
+    expect(page.locator("#replay-progress")).to_have_attribute("value", "1100")
+    seen = page.evaluate("() => window.seen")
+    assert [s for s in seen if s.startswith("Dry run: ")] == [
+        "Dry run: 500 of 1100 changes",
+        "Dry run: 1000 of 1100 changes",
+        "Dry run: 1100 of 1100 changes",
+    ], seen
+    summary = page.locator("#replay-summary tbody")
+    expect(summary).to_contain_text("would apply1099")
+    expect(summary).to_contain_text("duplicate1")
+    assert api(base, "GET", "/api/v1/customers/?page_size=1", token=admin)[1]["count"] == customers
+    page.get_by_role("button", name="Apply", exact=True).click()
+    expect(page.locator("#replay-status")).to_have_text("Applied: 1100 changes", timeout=60_000)
+    expect(summary).to_contain_text("applied1099")
+    assert api(base, "GET", "/api/v1/customers/?page_size=1", token=admin)[1]["count"] == customers + 1099
