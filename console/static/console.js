@@ -171,7 +171,9 @@
     evt.detail.shouldSwap = false;
     evt.detail.isError = false;
     var config = evt.detail.requestConfig;
-    if (xhr.status === 401 && session.refresh && !config.retried) {
+    var now = Date.now();
+    if (xhr.status === 401 && session.refresh && now - (session.retriedAt || 0) > 5000) {
+      session.retriedAt = now;  // one refresh-and-retry at a time: a second 401 right after means logged out
       refresh().then(function (ok) {
         if (!ok) { showLogin("Your session ended. Log in again."); return; }
         htmx.ajax(config.verb.toUpperCase(), config.path, {

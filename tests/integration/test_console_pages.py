@@ -4,6 +4,7 @@ pages through Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -16,7 +17,9 @@ from console.web import CSP, FRAGMENTS, HTMX, STATIC
 from domain.accounts.models import Device
 from domain.db import Database
 from domain.sales.models import Transaction
+from domain.settings import Settings
 from reconcile.models import RejectedChange
+from tests.conftest import ENGINE, bearer
 from tests.contract.sync_support import count, push, recent, table_fingerprint
 
 DEVICE = "tab-017"
@@ -317,3 +320,25 @@ def test_a_queue_file_decodes_from_json_and_msgpack(
     assert bad.status_code == 400
     empty = client.post("/console/f/replay/decode", content=b"  ", headers=admin_headers)
     assert empty.status_code == 400 and empty.json()["error"]["code"] == "validation_error"
+
+
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after(settings: Settings) -> None:
+    """The console's fragments behind a dead database: 503 and Retry-After, never a 500."""
+    from server import create_app
+
+    dead = (
+        "mysql+pymysql://root@127.0.0.1:18799/nowhere?connect_timeout=2"
+        if ENGINE == "mysql"
+        else "sqlite:////nonexistent-directory/lpg.db"
+    )
+    broken = dataclasses.replace(settings, database_url=dead)
+    db = Database(broken)
+    try:
+        with TestClient(create_app(broken, db), base_url="http://127.0.0.1") as client:
+            response = client.get("/console/f/devices", headers=bearer(broken, 1))
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            assert response.json()["error"]["code"] == "service_unavailable"
+            assert client.get("/console/").status_code == 200  # the shell needs no database
+    finally:
+        db.dispose()
