@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,11 @@ def recent(minutes: int = 30) -> str:
     return moment.astimezone(timezone(timedelta(hours=8))).isoformat(timespec="seconds")
 
 
-@pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serving(database_url: str, tmp_path: Path, **env_extra: str) -> Iterator[str]:
     """`python server.py`: migrates, loads the demo data, serves with uvicorn on a port of our range."""
     port = free_port()
-    env = {**os.environ, "LPG_SECRET_KEY": SECRET, "LPG_ENV": "test", "LPG_DATABASE_URL": database_url}
+    env = {**os.environ, "LPG_SECRET_KEY": SECRET, "LPG_ENV": "test", "LPG_DATABASE_URL": database_url, **env_extra}
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", str(port)],
@@ -113,6 +114,12 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with serving(database_url, tmp_path) as base:
+        yield base
 
 
 @pytest.fixture
@@ -409,3 +416,31 @@ def test_a_large_msgpack_queue_replays_in_batches_with_progress(live_server: str
     expect(page.locator("#replay-status")).to_have_text("Applied: 1100 changes", timeout=60_000)
     expect(summary).to_contain_text("applied1099")
     assert api(base, "GET", "/api/v1/customers/?page_size=1", token=admin)[1]["count"] == customers + 1099
+
+
+def test_tokens_live_in_memory_and_the_access_token_is_refreshed(
+    database_url: str, tmp_path: Path, browser: Browser
+) -> None:
+    """Access tokens of 6 seconds: the page refreshes (rotating the refresh token) before they expire and goes
+    on working; nothing is kept in a cookie or in storage, so a reload asks for the login again."""
+    with serving(database_url, tmp_path, LPG_ACCESS_TTL="6") as base:
+        page = browser.new_page(viewport=TABLET)
+        refreshes: list[str] = []
+        page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/v1/auth/refresh/") else None)
+        console_login(page, base, ADMIN)
+        expect(page.locator("#devices-title")).to_be_visible()
+        page.wait_for_timeout(8_000)  # past the first access token's life
+        assert len(refreshes) >= 1, refreshes
+        page.locator("#nav a", has_text="Stock and conservation").click()
+        expect(page.locator("#stock-title")).to_be_visible()
+        expect(page.locator("#alert")).to_be_hidden()
+        assert page.context.cookies() == []
+        stored = page.evaluate(
+            """() => [localStorage, sessionStorage].flatMap(store =>
+                 Object.keys(store).map(key => [key, store.getItem(key)]))"""
+        )
+        # htmx notes the current path (no page is cached: historyCacheSize 0); no token, no business data
+        assert all(key == "htmx-current-path-for-history" and value.startswith("/console/") for key, value in stored)
+        page.reload()
+        expect(page.locator("#login")).to_be_visible()
+        expect(page.locator("#nav")).to_be_hidden()
