@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from console import queries
 from domain import codec
 from domain.api import ADMIN, AppState, Ctx, authenticate, domain_error_response, error_response, read_body
+from domain.audit.models import AuditEntry
 from domain.audit.queries import audit_filter
 from domain.clock import utcnow
 from domain.errors import DomainError, NotFound, ValidationError
@@ -332,8 +333,6 @@ def audit_view(ctx: Ctx) -> Response:
 
 
 def audit_entry_view(ctx: Ctx) -> Response:
-    from domain.audit.models import AuditEntry
-
     entry_id = int(ctx.path["id"])
 
     def read(session: Any) -> dict[str, Any] | None:

@@ -431,8 +431,10 @@ def test_tokens_live_in_memory_and_the_access_token_is_refreshed(
         expect(page.locator("#devices-title")).to_be_visible()
         page.wait_for_timeout(8_000)  # past the first access token's life
         assert len(refreshes) >= 1, refreshes
-        page.locator("#nav a", has_text="Stock and conservation").click()
+        page.locator("#nav a", has_text="Stock and conservation").focus()  # by keyboard: focus, Enter
+        page.keyboard.press("Enter")
         expect(page.locator("#stock-title")).to_be_visible()
+        expect(page.locator("#stock-title")).to_be_focused()  # the new page's heading takes the focus
         expect(page.locator("#alert")).to_be_hidden()
         assert page.context.cookies() == []
         stored = page.evaluate(
