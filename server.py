@@ -93,8 +93,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or Settings.from_env()
     db = db or Database(settings)
     state = AppState(settings, db)
+    from console.web import console_routes
+
     app = Starlette(
-        routes=routes_for(all_endpoints(), state) + swagger_ui_routes(),
+        routes=routes_for(all_endpoints(), state) + swagger_ui_routes() + console_routes(state),
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
         middleware=edge_middleware(settings.cors_origins),
     )

@@ -34,8 +34,12 @@ from reconcile.envelope import MAX_CHANGES, parse_envelope
 
 
 def read_queue(path: Path) -> list[Any]:
-    raw = path.read_bytes()
-    fmt = codec.MSGPACK if path.suffix.lower() in {".msgpack", ".mpk", ".bin"} else codec.JSON
+    return decode_queue(path.read_bytes(), msgpack_first=path.suffix.lower() in {".msgpack", ".mpk", ".bin"})
+
+
+def decode_queue(raw: bytes, msgpack_first: bool = False) -> list[Any]:
+    """A queue file's changes: JSON or MessagePack (the other is tried when the first does not decode)."""
+    fmt = codec.MSGPACK if msgpack_first else codec.JSON
     try:
         payload = codec.decode(raw, fmt)
     except DomainError:

@@ -84,32 +84,37 @@ class RejectionReplay(Command):
     dry_run: bool = False
 
 
+def open_changes(session: Session, device_id: str, ids: list[int] | None) -> list[dict[str, Any]]:
+    """The payloads of a device's open refusals (all, or those of `ids`), the latest attempt of each change,
+    in their original order."""
+    stmt = (
+        select(RejectedChange)
+        .where(RejectedChange.device_id == device_id, RejectedChange.resolved_at.is_(None))
+        .order_by(RejectedChange.id)
+    )
+    if ids is not None:
+        stmt = stmt.where(RejectedChange.id.in_(ids))
+    latest: dict[str, dict[str, Any]] = {}
+    for row in session.scalars(stmt):
+        latest.pop(row.client_temp_id, None)  # keep the original order of the latest attempt
+        latest[row.client_temp_id] = orjson.loads(row.payload)
+    return list(latest.values())
+
+
+def replay_open_rejections(ctx: Ctx, device_id: str, ids: list[int] | None, dry_run: bool) -> dict[str, Any]:
+    """Retry stored refusals through the reconciler as the device's user (the support console calls it too)."""
+    changes = ctx.read(lambda s: open_changes(s, device_id, ids))
+    if not changes:
+        raise ValidationError("no open rejections to replay", "ids", {"device_id": device_id})
+    envelope = parse_envelope({"device_id": device_id, "changes": changes, "dry_run": dry_run}, allow_dry_run=True)
+    return replay_as_owner(ctx, envelope)
+
+
 @router.post("/api/v1/sync/rejections/replay", auth=ADMIN, body=RejectionReplay, errors=(*PUSH_ERRORS, "not_found"))
 def replay_rejections(ctx: Ctx) -> dict[str, Any]:
     """Retry stored refusals (all open ones of the device, or `ids`) in their original order."""
     cmd: RejectionReplay = ctx.body
-
-    def load(session: Session) -> list[dict[str, Any]]:
-        stmt = (
-            select(RejectedChange)
-            .where(RejectedChange.device_id == cmd.device_id, RejectedChange.resolved_at.is_(None))
-            .order_by(RejectedChange.id)
-        )
-        if cmd.ids is not None:
-            stmt = stmt.where(RejectedChange.id.in_(cmd.ids))
-        latest: dict[str, dict[str, Any]] = {}
-        for row in session.scalars(stmt):
-            latest.pop(row.client_temp_id, None)  # keep the original order of the latest attempt
-            latest[row.client_temp_id] = orjson.loads(row.payload)
-        return list(latest.values())
-
-    changes = ctx.read(load)
-    if not changes:
-        raise ValidationError("no open rejections to replay", "ids", {"device_id": cmd.device_id})
-    envelope = parse_envelope(
-        {"device_id": cmd.device_id, "changes": changes, "dry_run": cmd.dry_run}, allow_dry_run=True
-    )
-    return replay_as_owner(ctx, envelope)
+    return replay_open_rejections(ctx, cmd.device_id, cmd.ids, cmd.dry_run)
 
 
 __all__ = ["USER", "router"]

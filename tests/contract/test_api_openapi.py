@@ -26,8 +26,9 @@ from sync.openapi import (
 )
 
 # Routes that are not API operations: the Swagger UI page and its assets; the CouchDB surface speaks its
-# own protocol (and error shape) and is documented in the README, not here.
-NOT_OPERATIONS = (SWAGGER_PATH, "/couchdb")
+# own protocol (and error shape) and is documented in the README, not here; the support console's HTML pages
+# and fragments (docs/console.md).
+NOT_OPERATIONS = (SWAGGER_PATH, "/couchdb", "/console")
 
 
 def app_operations(app: Any) -> set[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Imports point one way: server -> sync -> reconcile -> domain; Starlette only in domain's api.py modules."""
+"""Imports point one way: server -> console -> sync -> reconcile -> domain; Starlette only in domain's api.py
+modules."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RANK = {"domain": 0, "reconcile": 1, "sync": 2, "server": 3}
+RANK = {"domain": 0, "reconcile": 1, "sync": 2, "console": 3, "server": 4}
 
 
 def module_name(path: Path) -> str:
@@ -51,7 +52,7 @@ def violations(module: str, source: str) -> list[str]:
 
 def project_modules() -> list[tuple[str, str]]:
     files = [ROOT / "server.py"]
-    for package in ("domain", "reconcile", "sync"):
+    for package in ("domain", "reconcile", "sync", "console"):
         files.extend(sorted((ROOT / package).rglob("*.py")))
     return [(module_name(p), p.read_text()) for p in files]
 
@@ -73,3 +74,6 @@ def test_the_checker_catches_backward_arrows_and_misplaced_starlette() -> None:
     assert violations("sync.push", "from reconcile.batch import apply") == []
     assert violations("reconcile.batch", "from domain.db import Database") == []
     assert violations("domain.sales.services", "from ..logistics import stock") == []
+    assert violations("sync.push", "from console.web import console_routes") != []
+    assert violations("console.web", "from sync.push import replay_open_rejections") == []
+    assert violations("console.web", "import server") != []
