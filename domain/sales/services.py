@@ -267,7 +267,11 @@ def _write_reading(
 ) -> Staged:
     """Record a reading and move the meter's last reading; a customer without a meter gets one now. The
     reading is a staged row (written with the batch's others); a new meter is flushed at once (rare), so
-    the reading's row can name it."""
+    the reading's row can name it.
+
+    A sale's reading (`trx` given) counts from the last billed reading and becomes the new one; a reading
+    without a sale counts from the last recorded one (its `usage` is informational, never billed) and moves
+    the billing baseline only when it is the meter's very first reading."""
     session = call.session
     if meter is None:
         meter = Meter(customer_id=customer_id, serial=None, active=True, last_modified=call.now)
@@ -276,6 +280,8 @@ def _write_reading(
         planning.remember_meter(call, customer_id, meter)
     else:
         meter.touch(call.now)
+    billed = trx is not None
+    previous = planning.billing_baseline(meter) if billed else meter.last_reading
     reading = stage(
         session,
         METER_READINGS,
@@ -283,8 +289,8 @@ def _write_reading(
             "meter_id": meter.id,
             "customer_id": customer_id,
             "reading": value,
-            "previous_reading": meter.last_reading,
-            "usage": usage_of(value, meter.last_reading),
+            "previous_reading": previous,
+            "usage": usage_of(value, previous),
             "occurred_at": occurred_at,
             "recorded_at": call.now,
             "driver_id": driver_id,
@@ -294,6 +300,8 @@ def _write_reading(
             "last_modified": call.now,
         },
     )
+    if billed or meter.last_reading is None:
+        meter.last_billed_reading = value
     meter.last_reading, meter.last_reading_at = value, occurred_at
     _republish_customer(call, customer_id)
     doc = SharedDoc(reading, lambda: meter_reading_doc(reading))  # type: ignore[arg-type]
@@ -391,8 +399,10 @@ def cancel_transaction(call: Call, transaction_id: int) -> Outcome:
 
 
 def record_meter_reading(call: Call, cmd: MeterReadingCreate) -> Outcome:
-    """A reading taken without a sale (a new meter's baseline, a check). It is judged like any other
-    (`meter_regression`) and becomes the meter's last reading, so the next sale's usage starts from it."""
+    """A reading taken without a sale (a new meter's baseline, an inspection). It is judged like any other
+    (`meter_regression` against the last recorded reading) and becomes the meter's last recorded reading;
+    it does not move the billing baseline (unless it is the meter's first reading), so the next sale bills
+    the gas used since the last billed reading."""
     check_occurred_at(call, cmd.occurred_at)
     customer = lookups.customer(call.session, cmd.customer)
     meter = planning.customer_meter(call, customer.id, lock=True)
