@@ -8,6 +8,8 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -59,6 +61,7 @@ def routers() -> list[Router]:
     from domain.audit.api import router as audit
     from domain.catalog.api import router as catalog
     from domain.invoicing.api import router as invoicing
+    from domain.invoicing.outbox_api import router as outbox
     from domain.invoicing.outputs.api import router as invoice_outputs
     from domain.logistics.api import router as logistics
     from domain.reports.api import router as reports
@@ -68,8 +71,8 @@ def routers() -> list[Router]:
     from sync.push import router as push
 
     return [
-        system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, push, pull, couchdb, reports,
-        docs,
+        system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, outbox, audit, push, pull, couchdb,
+        reports, docs,
     ]  # fmt: skip
 
 
@@ -84,10 +87,26 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or Settings.from_env()
     db = db or Database(settings)
     state = AppState(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        """The process's background work: the invoice e-mail sender (LPG_AUTO_EMAIL), stopped on shutdown."""
+        from domain.invoicing.outbox import Sender
+
+        sender = Sender(db, settings) if settings.auto_email else None
+        if sender is not None:
+            sender.start()
+        try:
+            yield
+        finally:
+            if sender is not None:
+                sender.stop()
+
     app = Starlette(
         routes=routes_for(all_endpoints(), state) + swagger_ui_routes(),
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
         middleware=edge_middleware(settings.cors_origins),
+        lifespan=lifespan,
     )
     app.state.lpg = state
     return app

@@ -37,9 +37,32 @@ def upgrade() -> None:
         "(SELECT r.reading FROM meter_readings r WHERE r.meter_id = meters.id ORDER BY r.id LIMIT 1))"
     )
     op.create_index("ix_login_attempts_at", "login_attempts", ["at"])
+    op.create_table(
+        "email_outbox",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("invoice_id", BigId, nullable=False),
+        sa.Column("message_id", sa.String(length=255), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", domain.base.UTCDateTime(), nullable=False),
+        sa.Column("lease_until", domain.base.UTCDateTime(), nullable=True),
+        sa.Column("lease_token", sa.String(length=64), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", domain.base.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", domain.base.UTCDateTime(), nullable=True),
+        sa.Column("sent_by", sa.String(length=100), nullable=True),
+        sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name=op.f("ck_email_outbox_status")),
+        sa.ForeignKeyConstraint(["invoice_id"], ["invoices.id"], name=op.f("fk_email_outbox_invoice_id_invoices")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_outbox")),
+        sa.UniqueConstraint("invoice_id", name=op.f("uq_email_outbox_invoice_id")),
+        sa.UniqueConstraint("message_id", name=op.f("uq_email_outbox_message_id")),
+    )
+    op.create_index("ix_email_outbox_status_next_attempt_at", "email_outbox", ["status", "next_attempt_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_email_outbox_status_next_attempt_at", table_name="email_outbox")
+    op.drop_table("email_outbox")
     op.drop_index("ix_login_attempts_at", table_name="login_attempts")
     # Plain DROP COLUMN (SQLite >= 3.35): batch mode would copy the table its readings refer to.
     op.drop_column("meters", "last_billed_reading")

@@ -30,6 +30,7 @@ from domain.catalog.services import customer_view
 from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
+from domain.invoicing import outbox
 from domain.invoicing.services import issue_invoice
 from domain.ledger import SharedDoc, Staged, row_ref, stage
 from domain.logistics.docs import FEED_ENTITY, stock_doc
@@ -222,6 +223,7 @@ def _confirm(call: Call, trx: Transaction | Staged, plan: Plan, before: dict[str
     if plan.meter is not None:
         _record_reading(call, plan, trx)
     invoice = issue_invoice(call, trx, plan.customer, plan.lines, plan.sums)
+    outbox.enqueue(call, invoice)  # LPG_AUTO_EMAIL: its e-mail, committed with the confirm or not at all
     doc = SharedDoc(trx, lambda: transaction_doc(session, trx, invoice))  # type: ignore[arg-type]
     audit(
         session, call.actor.id, call.device_id, "confirm", "transaction", trx,
