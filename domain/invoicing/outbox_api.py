@@ -63,7 +63,13 @@ def list_outbox(ctx: Ctx) -> dict[str, Any]:
     return ctx.read(lambda s: paginate(ctx, s, stmt, _doc(s), query))
 
 
-@router.post("/api/v1/outbox/{id:int}/retry/", response=OutboxOut, auth=ADMIN, errors=("not_found", "invalid_state"))
+@router.post(
+    "/api/v1/outbox/{id:int}/retry/",
+    response=OutboxOut,
+    auth=ADMIN,
+    body_optional=True,
+    errors=("not_found", "invalid_state"),
+)
 def retry_outbox(ctx: Ctx) -> dict[str, Any]:
     """Send a failed invoice e-mail again (same Message-ID, a fresh count of tries); admins only."""
 
