@@ -298,7 +298,7 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
     async def view(request: Request) -> Response:
         fmt = codec.JSON
         try:
-            fmt = codec.response_format(request.headers.get("accept"))
+            fmt = codec.response_format(request.headers.get("accept"), endpoint.extra_content)
             declared = request.headers.get("content-length")
             limit = state.settings.max_body_bytes
             if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from domain import metrics
 from domain.settings import Settings
 
 log = logging.getLogger("lpg.db")
@@ -125,6 +126,7 @@ class Database:
                     raise
                 with self._retries_lock:
                     self._retries += 1
+                metrics.retried(exc.orig)
                 log.warning("retrying a unit of work after %s (attempt %d)", exc.orig, attempt)
         raise AssertionError("unreachable")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select, update
 
+from domain import metrics
 from domain.accounts.policy import Actor
 from domain.audit.services import audit
 from domain.clock import utcnow
@@ -181,6 +182,12 @@ def record_failure(
 
 def send(db: Database, settings: Settings, row: Claimed) -> str:
     """One try of one claimed row; returns its status afterwards (`sent`, `pending` or `failed`)."""
+    status = _send(db, settings, row)
+    metrics.EMAILS.labels(outcome={"pending": "retry"}.get(status, status)).inc()
+    return status
+
+
+def _send(db: Database, settings: Settings, row: Claimed) -> str:
     try:
         actor = invoice_owner(db, row.invoice_id)
         rendered = invoice_pdf(db, settings, actor, row.invoice_id)
