@@ -28,7 +28,7 @@ from domain.accounts.models import LoginAttempt, RefreshToken, User
 from domain.accounts.passwords import dummy_hash, verify_password
 from domain.accounts.policy import Actor
 from domain.accounts.schemas import Login, Logout, RefreshSession, normalize_username
-from domain.accounts.throttle import check_throttle, forget_attempt, reserve_attempt
+from domain.accounts.throttle import check_throttle, forget_attempt, prune_attempts, reserve_attempt
 from domain.accounts.tokens import ACCESS, REFRESH, decode_token, encode_token, new_jti
 from domain.audit.services import audit
 from domain.clock import utcnow
@@ -114,8 +114,13 @@ class _Checked:
 
 def _check_password(db: Database, username: str, password: str, client_addr: str) -> _Checked:
     now = utcnow()
+
     # 1. Reserve the attempt (committed), so that concurrent attempts count each other.
-    attempt_id = db.run(lambda uow: reserve_attempt(uow.session, username, client_addr, now).id)
+    def reserve(uow: Any) -> int:
+        prune_attempts(uow.session, now, db.settings.login_attempts_keep_days)  # housekeeping, bounded
+        return reserve_attempt(uow.session, username, client_addr, now).id
+
+    attempt_id = db.run(reserve)
     # 2. Count; a throttled attempt is forgotten and checks no password.
     refusal = db.run(lambda uow: _throttled(uow.session, attempt_id, now))
     if refusal is not None:

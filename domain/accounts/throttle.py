@@ -9,6 +9,9 @@ reset an address that is guessing others). A refused attempt is not counted and 
 The count is strict also under concurrency and across processes: every attempt is first *reserved* (a
 failed-until-proven-otherwise row, committed), and only then counted together with every other attempt
 already reserved. Of N simultaneous attempts at most the allowed number reach the password check.
+
+Attempts older than LPG_LOGIN_ATTEMPTS_KEEP_DAYS (default 30) are deleted by later logins, a bounded batch at
+a time (`prune_attempts`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USERNAME = 5
 MAX_FAILURES_PER_ADDRESS = 20
 UNKNOWN_ADDRESS = "unknown"
+PRUNE_BATCH = 500
 
 
 def reserve_attempt(session: Session, username: str, client_addr: str, now: datetime) -> LoginAttempt:
@@ -35,6 +39,22 @@ def reserve_attempt(session: Session, username: str, client_addr: str, now: date
     session.add(attempt)
     session.flush()
     return attempt
+
+
+def prune_attempts(session: Session, now: datetime, keep_days: int) -> int:
+    """Delete login attempts older than `keep_days` (never any inside the throttle's window), at most
+    PRUNE_BATCH a call: every login takes a bounded bite, so the table stays the size of its retention."""
+    cutoff = now - max(timedelta(days=keep_days), WINDOW)
+    ids = (
+        session.execute(
+            select(LoginAttempt.id).where(LoginAttempt.at < cutoff).order_by(LoginAttempt.at).limit(PRUNE_BATCH)
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(ids)))
+    return len(ids)
 
 
 def forget_attempt(session: Session, attempt_id: int) -> None:

@@ -143,3 +143,33 @@ def test_accept_application_pdf_alone_gets_the_pdf(client: TestClient, driver_he
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     refused = client.get(f"/api/v1/invoices/{invoice}/pdf/", headers={**driver_headers, "Accept": "image/png"})
     assert refused.status_code == 406
+
+
+def test_a_login_prunes_old_attempts_a_bounded_batch_at_a_time(
+    client: TestClient, demo: Database, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from domain.accounts.models import LoginAttempt
+    from domain.accounts.throttle import PRUNE_BATCH
+    from domain.clock import utcnow
+
+    now = utcnow()
+    old = [{"username": "ghost", "client_addr": "10.0.0.9", "at": now - timedelta(days=31), "succeeded": False}]
+    recent_ = [{"username": "ghost", "client_addr": "10.0.0.9", "at": now - timedelta(days=29), "succeeded": False}]
+    demo.run(lambda uow: uow.session.execute(LoginAttempt.__table__.insert(), old * (PRUNE_BATCH + 10) + recent_ * 3))
+
+    def counts() -> tuple[int, int]:
+        def q(s: Any) -> tuple[int, int]:
+            cutoff = now - timedelta(days=30)
+            older = s.execute(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at < cutoff))
+            newer = s.execute(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= cutoff))
+            return older.scalar_one(), newer.scalar_one()
+
+        return demo.read(q)
+
+    login = {"username": "admin", "password": "admin-lpg-2026"}
+    assert client.post("/api/v1/auth/login/", json=login).status_code == 200
+    assert counts() == (10, 3 + 1)  # one batch of the old ones gone; the kept ones and this login stay
+    assert client.post("/api/v1/auth/login/", json=login).status_code == 200
+    assert counts() == (0, 3 + 2)
