@@ -19,8 +19,8 @@ from domain.audit.models import AuditEntry
 from domain.db import Database
 from domain.feed.models import FeedEntry
 from domain.settings import Settings
-from tests.conftest import SECRET, bearer
-from tests.pull_support import ServerProcess
+from tests.conftest import bearer
+from tests.integration.outbox_support import Server
 from tests.sales_support import full, sale_payload
 
 
@@ -80,7 +80,7 @@ def test_a_meter_update_and_a_price_override_that_change_nothing_write_nothing(
 def test_concurrent_creations_of_one_code_are_one_201_and_one_409(
     demo: Database, settings: Settings, tmp_path: Path
 ) -> None:
-    server = ServerProcess(settings.database_url, SECRET, str(tmp_path / "server.log"))
+    server = Server(settings, 18620, tmp_path / "server.log")
     try:
         server.wait_ready()
         headers = bearer(settings, 1)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,8 +22,9 @@ from sqlalchemy import select
 from domain.db import Database
 from domain.invoicing.models import EmailOutbox, Invoice
 from domain.settings import Settings
-from tests.conftest import SECRET, bearer
+from tests.conftest import bearer
 from tests.contract.sync_support import recent
+from tests.integration.outbox_support import Server
 from tests.integration.outputs_smtp import running
 from tests.sales_support import full, sale_payload
 
@@ -57,63 +56,19 @@ class KillingInbox:
         return "250 Message accepted for delivery"
 
 
-class Server:
-    """`python server.py` on 127.0.0.1 with the outbox sender on (short lease and backoff)."""
-
-    def __init__(self, settings: Settings, port: int, smtp_port: int, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        env = dict(
-            os.environ,
-            LPG_DATABASE_URL=settings.database_url,
-            LPG_SECRET_KEY=SECRET,
-            LPG_ENV="test",
-            LPG_SQLITE_SYNCHRONOUS="NORMAL",
-            LPG_DB_POOL_SIZE="6",
-            LPG_AUTO_EMAIL="true",
-            LPG_SMTP_HOST="127.0.0.1",
-            LPG_SMTP_PORT=str(smtp_port),
-            LPG_OUTBOX_POLL_SECONDS="0.1",
-            LPG_OUTBOX_LEASE_SECONDS="3",
-            LPG_EMAIL_BACKOFF_SECONDS="0.2",
-        )
-        self.log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "server.py", "--no-migrate", "--no-demo", "--port", str(port)],
-            cwd=str(ROOT),
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-
-
 @pytest.fixture
 def servers(demo: Database, settings: Settings, tmp_path: Path) -> Iterator[tuple[list[Server], KillingInbox]]:
     box = KillingInbox(set())
     with running(box) as smtp_port:  # type: ignore[arg-type]
-        started = [Server(settings, port, smtp_port, tmp_path / f"server{port}.log") for port in PORTS]
+        env = {
+            "LPG_AUTO_EMAIL": "true",
+            "LPG_SMTP_HOST": "127.0.0.1",
+            "LPG_SMTP_PORT": str(smtp_port),
+            "LPG_OUTBOX_POLL_SECONDS": "0.1",
+            "LPG_OUTBOX_LEASE_SECONDS": "3",
+            "LPG_EMAIL_BACKOFF_SECONDS": "0.2",
+        }
+        started = [Server(settings, port, tmp_path / f"server{port}.log", env) for port in PORTS]
         box.allowed = {s.proc.pid for s in started}
         try:
             for server in started:
