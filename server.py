@@ -8,14 +8,20 @@ import gc
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.responses import Response
 
 from domain.api import (
+    ADMIN,
     PUBLIC,
     AppState,
     Ctx,
@@ -28,9 +34,11 @@ from domain.api import (
 from domain.db import Database
 from domain.dbfaults import RETRY_AFTER_UNAVAILABLE
 from domain.errors import ServiceUnavailable
+from domain.metrics import observe_pool
 from domain.schema import current_revision, upgrade
 from domain.settings import Settings
 from sync.edge import configure_logging, edge_middleware
+from sync.metrics import RouteMetricsMiddleware
 from sync.openapi import schema_router, swagger_ui_routes
 
 log = logging.getLogger("lpg.server")
@@ -62,12 +70,28 @@ def health(ctx: Ctx) -> dict[str, Any]:
     return {"status": "ok", "database": ctx.db.dialect, "schema": revision}
 
 
+@system.get(
+    "/metrics",
+    auth=ADMIN,
+    extra_content=("text/plain", "application/openmetrics-text"),
+    summary="Prometheus metrics",
+)
+def metrics_view(ctx: Ctx) -> Response:
+    """Metrics in the Prometheus text format (admins; or without a token on LPG_METRICS_ADDR): request
+    latency per route, pushed changes, batch sizes, retried units, pool use, e-mails, and, read from the
+    database at scrape time, the feed's head seq, checkpoint lag and the outbox's depth and age."""
+    from sync.metrics import CONTENT_TYPE, exposition
+
+    return Response(exposition(ctx.db), media_type=CONTENT_TYPE)
+
+
 def routers() -> list[Router]:
     """Every context's endpoints, in the order they are documented."""
     from domain.accounts.api import router as accounts
     from domain.audit.api import router as audit
     from domain.catalog.api import router as catalog
     from domain.invoicing.api import router as invoicing
+    from domain.invoicing.outbox_api import router as outbox
     from domain.invoicing.outputs.api import router as invoice_outputs
     from domain.logistics.api import router as logistics
     from domain.reports.api import router as reports
@@ -77,8 +101,8 @@ def routers() -> list[Router]:
     from sync.push import router as push
 
     return [
-        system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, audit, push, pull, couchdb, reports,
-        docs,
+        system, accounts, catalog, logistics, sales, invoicing, invoice_outputs, outbox, audit, push, pull, couchdb,
+        reports, docs,
     ]  # fmt: skip
 
 
@@ -93,13 +117,34 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or Settings.from_env()
     db = db or Database(settings)
     state = AppState(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        """The process's background work: the invoice e-mail sender (LPG_AUTO_EMAIL), stopped on shutdown."""
+        from domain.invoicing.outbox import Sender
+
+        sender = Sender(db, settings) if settings.auto_email else None
+        if sender is not None:
+            sender.start()
+        try:
+            yield
+        finally:
+            if sender is not None:
+                sender.stop()
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())  # its live gauges (pool in use) stop counting
+
     from console.web import console_routes
 
     app = Starlette(
         routes=routes_for(all_endpoints(), state) + swagger_ui_routes() + console_routes(state),
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
-        middleware=edge_middleware(settings.cors_origins),
+        middleware=[*edge_middleware(settings.cors_origins), Middleware(RouteMetricsMiddleware)],
+        lifespan=lifespan,
     )
+    observe_pool(db.engine)
     app.state.lpg = state
     return app
 
@@ -136,6 +181,23 @@ def prepare(settings: Settings, demo: bool) -> None:
         db.dispose()
 
 
+def prepare_metrics(settings: Settings) -> None:
+    """Several workers count into files in PROMETHEUS_MULTIPROC_DIR (a fresh temporary one unless given;
+    emptied at start, as prometheus-client requires), and LPG_METRICS_ADDR serves /metrics without a token
+    from this process, whichever worker counted what."""
+    if settings.workers > 1:
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="lpg-metrics-")
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    if settings.metrics_addr:
+        from sync.metrics import serve
+
+        serve(settings.metrics_addr, Database(settings))
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="lpg-sync: the offline-first sync server for LPG field operations")
     parser.add_argument("--host", default=None, help="address to bind (LPG_HOST, default 127.0.0.1)")
@@ -165,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["LPG_SECRET_KEY"] = settings.secret_key  # every worker signs with the same key
     if not args.no_migrate:
         prepare(settings, demo=not args.no_demo)
+    prepare_metrics(settings)
     import uvicorn
 
     log.info("serving on http://%s:%d (Swagger UI at /api/schema/swagger-ui/)", settings.host, settings.port)

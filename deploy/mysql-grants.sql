@@ -37,6 +37,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`depots` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`devices` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`distribution_items` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`distributions` TO 'lpg'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`email_outbox` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`equipment` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`invoice_events` TO 'lpg'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `lpg`.`invoice_lines` TO 'lpg'@'%';

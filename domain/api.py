@@ -9,6 +9,7 @@ in the format the client accepts. Every failure leaves as `{"error": {"code", "m
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -32,6 +34,7 @@ from domain.accounts.throttle import UNKNOWN_ADDRESS
 from domain.db import Database, UnitOfWork
 from domain.dbfaults import database_fault_response
 from domain.errors import (
+    Conflict,
     DomainError,
     NotFound,
     PayloadTooLarge,
@@ -293,7 +296,7 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
     async def view(request: Request) -> Response:
         fmt = codec.JSON
         try:
-            fmt = codec.response_format(request.headers.get("accept"))
+            fmt = codec.response_format(request.headers.get("accept"), endpoint.extra_content)
             declared = request.headers.get("content-length")
             limit = state.settings.max_body_bytes
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -323,9 +326,46 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             return encode_result(result, endpoint.status, fmt, ctx.headers or None)
         except DomainError as exc:
             return domain_error_response(exc, fmt)
+        except IntegrityError as exc:
+            conflict = unique_conflict(exc)
+            if conflict is None:
+                raise
+            return domain_error_response(conflict, fmt)
 
     view.__name__ = endpoint.name
     return view
+
+
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+)")
+_MYSQL_UNIQUE = re.compile(r"for key '(?:\w+\.)?(uq_\w+)'")
+
+
+def unique_conflict(exc: IntegrityError) -> Conflict | None:
+    """A unique key hit by a concurrent request after the service's own check (two creations of one code
+    at the same moment): `conflict` (409) naming the table and field, like the check itself; the unit was
+    rolled back, so nothing was written. Other integrity errors are not the client's doing: None."""
+    text = str(exc.orig)
+    args = getattr(exc.orig, "args", ())
+    match = _SQLITE_UNIQUE.search(text)
+    if match is not None:
+        table, column = match.groups()
+    else:
+        key = _MYSQL_UNIQUE.search(text) if args and args[0] == 1062 else None  # MariaDB: duplicate entry
+        if key is None:
+            return None
+        table, column = _unique_key(key.group(1))
+    return Conflict(f"{table} {column} is already in use", {"field": column, "table": table})
+
+
+def _unique_key(name: str) -> tuple[str, str]:
+    """The table and column of a unique key named by the naming convention (`uq_<table>_<column>`)."""
+    from domain.base import Base
+
+    for table in Base.metadata.tables.values():
+        for column in table.columns:
+            if name == f"uq_{table.name}_{column.name}":
+                return table.name, column.name
+    return "record", name
 
 
 def check_response(endpoint: Endpoint, result: Any) -> None:

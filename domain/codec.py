@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -41,8 +42,10 @@ def request_format(content_type: str | None) -> str:
     )
 
 
-def response_format(accept: str | None) -> str:
-    """JSON unless the client prefers MessagePack (or accepts only it)."""
+def response_format(accept: str | None, also: Sequence[str] = ()) -> str:
+    """JSON unless the client prefers MessagePack (or accepts only it). `also`: other media types the
+    endpoint answers with (a PDF, CSV, metrics text): a client that accepts only one of them is served
+    (its errors, if any, come as JSON), never refused with 406."""
     if not accept:
         return JSON
     best, best_q = None, -1.0
@@ -59,7 +62,7 @@ def response_format(accept: str | None) -> str:
                     q = 0.0
         if kind in MSGPACK_TYPES:
             candidate = MSGPACK
-        elif kind in (JSON, "application/*", "*/*", NDJSON) or kind.endswith("+json"):
+        elif kind in (JSON, "application/*", "*/*", NDJSON) or kind.endswith("+json") or kind in also:
             candidate = JSON
         else:
             continue

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from domain import dbfaults
+from domain import dbfaults, metrics
 from domain.dbfaults import DatabaseUnavailable, Fault, RetryPolicy
 from domain.settings import Settings
 
@@ -216,6 +216,7 @@ class Database:
                     raise self._give_up(fault, number, unknown, idempotent) from exc
                 with self._retries_lock:
                     self._retries += 1
+                metrics.retried(getattr(exc, "orig", exc))
                 log.warning("database %s (attempt %d of %d), retrying: %s", fault.kind, number, limit, fault.reason)
                 time.sleep(pause)
 

@@ -67,6 +67,12 @@ class Settings:
     smtp_starttls: bool = False
     mail_from: str = "invoices@hsh-lpg.example"
     auto_email: bool = False
+    email_attempts: int = 5
+    email_backoff_seconds: float = 30.0
+    outbox_poll_seconds: float = 2.0
+    outbox_lease_seconds: float = 120.0
+    login_attempts_keep_days: int = 30
+    metrics_addr: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     company_name: str = "HSH LPG Trading Pte Ltd"
     company_address: str = "8 Jurong Port Road, Singapore 619116"
@@ -115,6 +121,12 @@ class Settings:
             smtp_starttls=_bool(get("LPG_SMTP_STARTTLS"), False),
             mail_from=get("LPG_MAIL_FROM", "invoices@hsh-lpg.example"),
             auto_email=_bool(get("LPG_AUTO_EMAIL"), False),
+            email_attempts=_int("LPG_EMAIL_ATTEMPTS", get("LPG_EMAIL_ATTEMPTS"), 5),
+            email_backoff_seconds=float(_decimal("LPG_EMAIL_BACKOFF_SECONDS", get("LPG_EMAIL_BACKOFF_SECONDS"), "30")),
+            outbox_poll_seconds=float(_decimal("LPG_OUTBOX_POLL_SECONDS", get("LPG_OUTBOX_POLL_SECONDS"), "2")),
+            outbox_lease_seconds=float(_decimal("LPG_OUTBOX_LEASE_SECONDS", get("LPG_OUTBOX_LEASE_SECONDS"), "120")),
+            login_attempts_keep_days=_int("LPG_LOGIN_ATTEMPTS_KEEP_DAYS", get("LPG_LOGIN_ATTEMPTS_KEEP_DAYS"), 30),
+            metrics_addr=get("LPG_METRICS_ADDR", ""),
             cors_origins=tuple(o.strip() for o in get("LPG_CORS_ORIGINS", "").split(",") if o.strip()),
             company_name=get("LPG_COMPANY_NAME", "HSH LPG Trading Pte Ltd"),
             company_address=get("LPG_COMPANY_ADDRESS", "8 Jurong Port Road, Singapore 619116"),
@@ -132,6 +144,10 @@ class Settings:
             raise ConfigurationError("LPG_DB_SYNC_WAIT must be -1 (auto) or 0..15 (a wsrep_sync_wait mask)")
         if settings.sqlite_synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("LPG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        if settings.email_attempts < 1:
+            raise ConfigurationError("LPG_EMAIL_ATTEMPTS must be at least 1")
+        if settings.outbox_poll_seconds <= 0 or settings.outbox_lease_seconds <= 0:
+            raise ConfigurationError("LPG_OUTBOX_POLL_SECONDS and LPG_OUTBOX_LEASE_SECONDS must be positive")
         if not settings.secret_key:
             if settings.is_production:
                 raise ConfigurationError("LPG_SECRET_KEY is required when LPG_ENV=production")

@@ -54,7 +54,6 @@ from domain.errors import (
     ValidationError,
 )
 from domain.feed.services import current_seq
-from domain.invoicing.outputs.mail import after_confirms
 from domain.ledger import LEDGER_SEQ_KEY, flush_all, ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
 from domain.sales.planning import forget_meters
@@ -71,12 +70,8 @@ CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the op
 
 # Called once a batch has committed (never for a dry run or a refused atomic batch) with the ids of the
 # invoices its confirms issued. Duplicates issue nothing: their invoice was handed over when first applied.
+# (Invoice e-mail does not use it: the confirm writes its outbox row in the batch's own transaction.)
 AfterCommit = Callable[[Database, list[int]], object]
-
-
-def email_issued_invoices(db: Database, invoice_ids: list[int]) -> None:
-    """The default hook: LPG_AUTO_EMAIL's background e-mail of each new invoice (nothing when it is off)."""
-    after_confirms(db, db.settings, invoice_ids)
 
 
 class Fallback(Exception):
@@ -491,7 +486,7 @@ def apply_batch(
     dry_run: bool = False,
     batch_id: str | None = None,
     resolver: int | None = None,
-    after_commit: AfterCommit | None = email_issued_invoices,
+    after_commit: AfterCommit | None = None,
 ) -> dict[str, Any]:
     """Run a push (or a replay) and build the response. Deadlock victims are retried whole. Once the batch
     has committed, `after_commit` gets the invoices its confirms issued (outside the transaction)."""

@@ -86,8 +86,9 @@ def path_parameters(template: str) -> list[dict[str, Any]]:
 
 
 def documented(endpoint: Endpoint) -> bool:
-    """Everything under `/api/` is documented (the CouchDB surface has its own protocol and error shape)."""
-    return endpoint.path.startswith("/api/")
+    """Everything under `/api/` is documented, and `/metrics` (the CouchDB surface has its own protocol and
+    error shape)."""
+    return endpoint.path.startswith("/api/") or endpoint.path == "/metrics"
 
 
 def operation_id(endpoint: Endpoint) -> str:

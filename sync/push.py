@@ -10,6 +10,7 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain import metrics
 from domain.api import ADMIN, USER, Ctx, PageQuery, Router, paginate
 from domain.clock import rfc3339
 from domain.errors import ValidationError
@@ -28,7 +29,9 @@ PUSH_ERRORS = ("validation_error", "malformed_body", "payload_too_large", "unsup
 def push(ctx: Ctx) -> dict[str, Any]:
     """Apply a device's batch of offline changes; answer with the id map and a result per change."""
     envelope = parse_envelope(ctx.payload)
-    return apply_batch(ctx.db, ctx.actor, envelope)
+    response = apply_batch(ctx.db, ctx.actor, envelope)
+    metrics.pushed(response)
+    return response
 
 
 def replay_as_owner(ctx: Ctx, envelope: Envelope) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class LoginAttempt(Base):
     __table_args__ = (
         Index("ix_login_attempts_username_at", "username", "at"),
         Index("ix_login_attempts_client_addr_at", "client_addr", "at"),
+        Index("ix_login_attempts_at", "at"),  # pruning by age
     )
 
     id: Mapped[int] = id_column()

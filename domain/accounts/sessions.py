@@ -35,6 +35,7 @@ from domain.accounts.throttle import (
     POLL_SECONDS,
     check_throttle,
     forget_attempt,
+    prune_attempts,
     reserve_attempt,
 )
 from domain.accounts.tokens import ACCESS, REFRESH, decode_token, encode_token, new_jti
@@ -123,7 +124,11 @@ class _Checked:
 def _check_password(db: Database, username: str, password: str, client_addr: str) -> _Checked:
     now = utcnow()
     # 1. Reserve the attempt (committed, in flight), so that concurrent attempts see each other.
-    attempt_id = db.run(lambda uow: reserve_attempt(uow.session, username, client_addr, now).id)
+    def reserve(uow: Any) -> int:
+        prune_attempts(uow.session, now, db.settings.login_attempts_keep_days)  # housekeeping, bounded
+        return reserve_attempt(uow.session, username, client_addr, now).id
+
+    attempt_id = db.run(reserve)
     # 2. Count the failures; wait while attempts in flight before this one decide. A throttled attempt is
     #    forgotten and checks no password.
     deadline = time.monotonic() + MAX_WAIT_SECONDS

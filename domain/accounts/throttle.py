@@ -15,6 +15,9 @@ recent attempts: when even all admitted attempts still in flight failing could n
 at most the allowed number reach the password check, and N right ones all succeed. An attempt waiting
 counts for nobody; an admitted one in flight for longer than `STALE` died with its process and counts as a
 failure.
+
+Attempts older than LPG_LOGIN_ATTEMPTS_KEEP_DAYS (default 30) are deleted by later logins, a bounded batch at
+a time (`prune_attempts`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USERNAME = 5
 MAX_FAILURES_PER_ADDRESS = 20
 UNKNOWN_ADDRESS = "unknown"
+PRUNE_BATCH = 500
 
 
 def reserve_attempt(session: Session, username: str, client_addr: str, now: datetime) -> LoginAttempt:
@@ -44,6 +48,22 @@ def reserve_attempt(session: Session, username: str, client_addr: str, now: date
     session.add(attempt)
     session.flush()
     return attempt
+
+
+def prune_attempts(session: Session, now: datetime, keep_days: int) -> int:
+    """Delete login attempts older than `keep_days` (never any inside the throttle's window), at most
+    PRUNE_BATCH a call: every login takes a bounded bite, so the table stays the size of its retention."""
+    cutoff = now - max(timedelta(days=keep_days), WINDOW)
+    ids = (
+        session.execute(
+            select(LoginAttempt.id).where(LoginAttempt.at < cutoff).order_by(LoginAttempt.at).limit(PRUNE_BATCH)
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.id.in_(ids)))
+    return len(ids)
 
 
 def forget_attempt(session: Session, attempt_id: int) -> None:

@@ -44,6 +44,7 @@ def meter_doc(m: Meter) -> dict[str, Any]:
         "active": m.active,
         "last_reading": decimal_str(m.last_reading),
         "last_reading_at": rfc3339(m.last_reading_at),
+        "last_billed_reading": decimal_str(m.last_billed_reading),
     }
 
 

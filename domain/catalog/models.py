@@ -94,7 +94,10 @@ class CustomerPrice(Versioned, Base):
 
 
 class Meter(Versioned, Base):
-    """A gas meter at a customer site; `last_reading` is the latest recorded one (locked with the row)."""
+    """A gas meter at a customer site (locked with the row): `last_reading` is the latest recorded reading,
+    what a new reading is judged against (`meter_regression`); `last_billed_reading` is the reading the last
+    confirmed sale billed up to (or the meter's first reading, its baseline), what a sale's usage counts from.
+    A reading taken without a sale moves the first and never the second, so no gas goes unbilled."""
 
     __tablename__ = "meters"
 
@@ -104,3 +107,4 @@ class Meter(Versioned, Base):
     active: Mapped[bool] = mapped_column(default=True)
     last_reading: Mapped[Decimal | None] = mapped_column(Reading)
     last_reading_at: Mapped[datetime | None]
+    last_billed_reading: Mapped[Decimal | None] = mapped_column(Reading)

@@ -124,8 +124,15 @@ def _updated(
     changes: dict[str, Any],
     doc: Callable[[], dict[str, Any]],
     before: dict[str, Any],
+    *,
+    changed: bool = False,
 ) -> Outcome:
-    """Apply checked changes: one version step, one audit entry (before/after), one feed entry."""
+    """Apply checked changes: one version step, one audit entry (before/after), one feed entry. Changes
+    that leave every field as it is (and nothing else `changed`) write nothing: the answer is the record
+    as it stands, with no new version, feed entry or audit entry."""
+    changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
+    if not changes and not changed:
+        return Outcome(entity, row)
     for name, value in changes.items():
         setattr(row, name, value)
     row.touch(call.now)
@@ -285,14 +292,28 @@ def update_customer(call: Call, cmd: CustomerUpdate) -> Outcome:
     prices = cmd.prices if "prices" in changes else None
     changes.pop("prices", None)
     planned = _check_prices(session, prices) if prices is not None else []
-    before = customer_view(session, customer)
+    planned = [change for change in planned if _price_differs(session, customer, change)]
+    changes = {name: value for name, value in changes.items() if getattr(customer, name) != value}
     # -- act
-    if not changes and not planned:
+    if not changes and not planned:  # nothing would change: the record as it stands, nothing written
         return Outcome("customer", customer, conflict=None)
+    before = customer_view(session, customer)
     _apply_prices(call, customer, planned)
-    outcome = _updated(call, "customer", customer, changes, lambda: customer_view(session, customer), before)
+    outcome = _updated(
+        call, "customer", customer, changes, lambda: customer_view(session, customer), before, changed=True
+    )
     outcome.conflict = conflict
     return outcome
+
+
+def _price_differs(session: Session, customer: Customer, change: PriceChange) -> bool:
+    """Whether a planned override changes anything (setting the same price, or removing none, does not)."""
+    kind, item_id, price = change
+    column = CustomerPrice.equipment_id if kind == "equipment" else CustomerPrice.service_id
+    existing = session.execute(
+        select(CustomerPrice.price).where(CustomerPrice.customer_id == customer.id, column == item_id)
+    ).scalar_one_or_none()
+    return existing != price
 
 
 def last_write_wins(base_version: int | None, current: int) -> dict[str, Any] | None:
@@ -318,7 +339,7 @@ def add_meter(call: Call, customer_id: int, cmd: MeterCreate) -> Outcome:
         _unique(session, Meter, "serial", cmd.serial, "meter")
     before = customer_view(session, customer)
     session.add(Meter(customer_id=customer.id, serial=cmd.serial, version=1, last_modified=call.now))
-    return _updated(call, "customer", customer, {}, lambda: customer_view(session, customer), before)
+    return _updated(call, "customer", customer, {}, lambda: customer_view(session, customer), before, changed=True)
 
 
 def update_meter(call: Call, customer_id: int, meter_id: int, cmd: MeterUpdate) -> Outcome:
@@ -332,9 +353,11 @@ def update_meter(call: Call, customer_id: int, meter_id: int, cmd: MeterUpdate) 
     changes = cmd.changes()
     if changes.get("serial") is not None:
         _unique(session, Meter, "serial", changes["serial"], "meter", meter.id)
+    changes = {name: value for name, value in changes.items() if getattr(meter, name) != value}
+    if not changes:  # nothing would change: the customer as it stands, nothing written
+        return Outcome("customer", customer)
     before = customer_view(session, customer)
-    if changes:
-        for name, value in changes.items():
-            setattr(meter, name, value)
-        meter.touch(call.now)
-    return _updated(call, "customer", customer, {}, lambda: customer_view(session, customer), before)
+    for name, value in changes.items():
+        setattr(meter, name, value)
+    meter.touch(call.now)
+    return _updated(call, "customer", customer, {}, lambda: customer_view(session, customer), before, changed=True)

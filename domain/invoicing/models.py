@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from domain.base import Base, BigId, Money, Name, Rate, Versioned, id_column
@@ -115,3 +115,32 @@ class InvoiceEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
     device_id: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+
+
+class EmailOutbox(Base):
+    """An invoice e-mail to send (LPG_AUTO_EMAIL): written in the confirm's own transaction, sent by any
+    server process's sender (`domain.invoicing.outbox`). `message_id` is fixed when the row is written, so
+    every attempt, and a resend after a crash, carries the same Message-ID. A sender holds a row while
+    `lease_until` is in the future; `lease_token` names that claim."""
+
+    __tablename__ = "email_outbox"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        Index("ix_email_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = id_column()
+    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoices.id"), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    sent_by: Mapped[str | None] = mapped_column(String(100))

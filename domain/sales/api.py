@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from domain.accounts.policy import ensure_visible, owner_filter
 from domain.api import USER, Ctx, PageQuery, Router, paginate, path_id
-from domain.invoicing.outputs.mail import after_confirm
 from domain.ledger import flush_all
 from domain.sales import services
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -86,14 +85,6 @@ def _answer(call: Call, outcome: Outcome) -> dict[str, Any]:
     return body
 
 
-def _after_commit(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
-    """A confirm has committed: with LPG_AUTO_EMAIL on, its invoice is e-mailed in the background."""
-    invoice = body.get("invoice")
-    if body.get("status") == "confirmed" and invoice:
-        after_confirm(ctx.db, ctx.settings, int(invoice["id"]))
-    return body
-
-
 @router.get(
     "/api/v1/transactions/", query=TransactionQuery, response=TransactionOut, auth=USER, errors=("validation_error",)
 )
@@ -131,7 +122,7 @@ def list_transactions(ctx: Ctx) -> dict[str, Any]:
 )
 def create_transaction(ctx: Ctx) -> dict[str, Any]:
     """Record a visit as a draft, or confirmed at once (`confirm: true`) with its invoice."""
-    return _after_commit(ctx, ctx.run(lambda call: _answer(call, services.create_transaction(call, ctx.body))))
+    return ctx.run(lambda call: _answer(call, services.create_transaction(call, ctx.body)))
 
 
 def _visible_transaction(ctx: Ctx, session: Session) -> Transaction:
@@ -170,7 +161,7 @@ def update_transaction(ctx: Ctx) -> dict[str, Any]:
 )
 def confirm_transaction(ctx: Ctx) -> dict[str, Any]:
     """Confirm a draft: stock moves, the meter reading is recorded, the invoice is issued."""
-    return _after_commit(ctx, ctx.run(lambda call: _answer(call, services.confirm_transaction(call, path_id(ctx)))))
+    return ctx.run(lambda call: _answer(call, services.confirm_transaction(call, path_id(ctx))))
 
 
 @router.post(

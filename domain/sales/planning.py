@@ -3,7 +3,8 @@
 The sync reconciler applies many changes in one database transaction and relies on a refused change having
 mutated nothing, so the functions here only read and lock: they resolve the records a request names
 (inactive ones are `invalid_state`), price every line from the catalog and the customer's record, judge
-the meter reading against the meter's last recorded one (`meter_regression`), and check the truck's stock
+the meter reading against the meter's last recorded one (`meter_regression`) and bill its usage from the
+meter's last billed one, and check the truck's stock
 (`insufficient_stock`). The customer site may go below zero: that is a warning, not a refusal.
 
 Lock order, the same everywhere in this context: the customer row, the customer's meter rows, then the stock
@@ -133,7 +134,7 @@ def plan_sale(
     meter_plan = None
     if reading is not None:
         meter = customer_meter(call, customer.id, lock=lock)
-        previous = meter.last_reading if meter is not None else None
+        previous = billing_baseline(meter)
         if judge_meter:
             check_regression(customer.id, meter, reading)
         meter_plan = MeterPlan(meter, reading, previous, pricing.usage_line(reading, previous, customer.meter_rate))
@@ -218,6 +219,13 @@ def remember_meter(call: Call, customer_id: int, meter: Meter) -> None:
 def forget_meters(session: Session) -> None:
     """After a rollback, meters must be locked (and read) again."""
     session.info.pop(METERS_KEY, None)
+
+
+def billing_baseline(meter: Meter | None) -> Decimal | None:
+    """What a sale's usage counts from: the meter's last billed reading (None: this reading is the baseline)."""
+    if meter is None:
+        return None
+    return meter.last_billed_reading if meter.last_billed_reading is not None else meter.last_reading
 
 
 def check_regression(customer_id: int, meter: Meter | None, reading: Decimal) -> None:

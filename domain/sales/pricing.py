@@ -1,7 +1,8 @@
 """The money of a transaction, as pure functions of Decimals (no database, never a float).
 
 Rules (domain spec, "Workflow B" and "Money"):
-- usage = current reading - last recorded reading (the first reading of a meter is a baseline: usage 0);
+- usage = current reading - the meter's last billed reading (the reading of the last confirmed sale that
+  billed it; the first reading of a meter is a baseline: usage 0);
   usage line = usage x the customer's meter rate.
 - `full_deliver`: qty x the model's unit price (or the customer's override).
 - `empty_return`: no charge (a line of 0.00, so the invoice shows what was collected).

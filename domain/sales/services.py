@@ -30,6 +30,7 @@ from domain.catalog.services import customer_view
 from domain.errors import InvalidState, ValidationError
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
+from domain.invoicing import outbox
 from domain.invoicing.services import issue_invoice
 from domain.ledger import SharedDoc, Staged, row_ref, stage
 from domain.logistics.docs import FEED_ENTITY, stock_doc
@@ -222,6 +223,7 @@ def _confirm(call: Call, trx: Transaction | Staged, plan: Plan, before: dict[str
     if plan.meter is not None:
         _record_reading(call, plan, trx)
     invoice = issue_invoice(call, trx, plan.customer, plan.lines, plan.sums)
+    outbox.enqueue(call, invoice)  # LPG_AUTO_EMAIL: its e-mail, committed with the confirm or not at all
     doc = SharedDoc(trx, lambda: transaction_doc(session, trx, invoice))  # type: ignore[arg-type]
     audit(
         session, call.actor.id, call.device_id, "confirm", "transaction", trx,
@@ -267,7 +269,11 @@ def _write_reading(
 ) -> Staged:
     """Record a reading and move the meter's last reading; a customer without a meter gets one now. The
     reading is a staged row (written with the batch's others); a new meter is flushed at once (rare), so
-    the reading's row can name it."""
+    the reading's row can name it.
+
+    A sale's reading (`trx` given) counts from the last billed reading and becomes the new one; a reading
+    without a sale counts from the last recorded one (its `usage` is informational, never billed) and moves
+    the billing baseline only when it is the meter's very first reading."""
     session = call.session
     if meter is None:
         meter = Meter(customer_id=customer_id, serial=None, active=True, last_modified=call.now)
@@ -276,6 +282,8 @@ def _write_reading(
         planning.remember_meter(call, customer_id, meter)
     else:
         meter.touch(call.now)
+    billed = trx is not None
+    previous = planning.billing_baseline(meter) if billed else meter.last_reading
     reading = stage(
         session,
         METER_READINGS,
@@ -283,8 +291,8 @@ def _write_reading(
             "meter_id": meter.id,
             "customer_id": customer_id,
             "reading": value,
-            "previous_reading": meter.last_reading,
-            "usage": usage_of(value, meter.last_reading),
+            "previous_reading": previous,
+            "usage": usage_of(value, previous),
             "occurred_at": occurred_at,
             "recorded_at": call.now,
             "driver_id": driver_id,
@@ -294,6 +302,8 @@ def _write_reading(
             "last_modified": call.now,
         },
     )
+    if billed or meter.last_reading is None:
+        meter.last_billed_reading = value
     meter.last_reading, meter.last_reading_at = value, occurred_at
     _republish_customer(call, customer_id)
     doc = SharedDoc(reading, lambda: meter_reading_doc(reading))  # type: ignore[arg-type]
@@ -391,8 +401,10 @@ def cancel_transaction(call: Call, transaction_id: int) -> Outcome:
 
 
 def record_meter_reading(call: Call, cmd: MeterReadingCreate) -> Outcome:
-    """A reading taken without a sale (a new meter's baseline, a check). It is judged like any other
-    (`meter_regression`) and becomes the meter's last reading, so the next sale's usage starts from it."""
+    """A reading taken without a sale (a new meter's baseline, an inspection). It is judged like any other
+    (`meter_regression` against the last recorded reading) and becomes the meter's last recorded reading;
+    it does not move the billing baseline (unless it is the meter's first reading), so the next sale bills
+    the gas used since the last billed reading."""
     check_occurred_at(call, cmd.occurred_at)
     customer = lookups.customer(call.session, cmd.customer)
     meter = planning.customer_meter(call, customer.id, lock=True)

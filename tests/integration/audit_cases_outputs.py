@@ -10,9 +10,10 @@ import orjson
 
 from domain.accounts.policy import Actor
 from domain.errors import EmailFailed
-from domain.invoicing.outputs.mail import auto_email, email_invoice
+from domain.invoicing.outputs.mail import email_invoice
 from domain.sales.services import create_transaction
 from tests.integration.audit_cases import AuditCase, AuditWorld, entry
+from tests.integration.outbox_support import queue, send_all
 from tests.integration.outputs_smtp import Inbox, running
 from tests.sales_support import full, sale
 
@@ -54,8 +55,9 @@ def check_sent(world: AuditWorld, result: Any, log: list[Any]) -> None:
 def auto_failure(world: AuditWorld) -> Any:
     inv = invoice(world)
     with running(Inbox(REFUSE)) as port:
-        sent = auto_email(world.db, world.settings.with_(smtp_port=port, auto_email=True), inv, attempts=2, backoff=0)
-    assert sent is False
+        on = world.settings.with_(smtp_port=port, auto_email=True, email_attempts=2)
+        queue(world.db, on, inv)
+        assert send_all(world.db, on) == "failed"
     return inv
 
 

@@ -1,11 +1,11 @@
-"""LPG_AUTO_EMAIL wired in: a confirm over REST or through a sync push e-mails its invoice once, after the
-commit, in the background, through a real SMTP server (aiosmtpd on 127.0.0.1, started here).
-
-Each test waits for the background jobs with `mail.drain()` (deterministic: it joins the futures)."""
+"""LPG_AUTO_EMAIL wired in: a confirm over REST or through a sync push writes its invoice's outbox row with
+the commit, and the app's own sender thread e-mails it once through a real SMTP server (aiosmtpd on
+127.0.0.1, started here). Each test waits until no outbox row is left pending (`settle`)."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,7 @@ from starlette.testclient import TestClient
 
 from domain.audit.models import AuditEntry
 from domain.db import Database
-from domain.invoicing.models import Invoice, InvoiceEvent
-from domain.invoicing.outputs import mail
+from domain.invoicing.models import EmailOutbox, Invoice, InvoiceEvent
 from domain.settings import Settings
 from tests.conftest import bearer
 from tests.contract.sync_support import push, recent
@@ -49,23 +48,28 @@ class Stack:
     admin: dict[str, str]
 
 
-@pytest.fixture(autouse=True)
-def _drained() -> Iterator[None]:
-    """No background job may outlive its test (its database is dropped next)."""
-    yield
-    mail.drain()
-    assert mail.pending() == []
+def outbox_rows(db: Database) -> list[tuple[int, str, int]]:
+    rows = db.read(lambda s: s.execute(select(EmailOutbox.invoice_id, EmailOutbox.status, EmailOutbox.attempts)))
+    return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-def stack(settings: Settings, box: Inbox, port: int, *, auto_email: bool) -> Iterator[Stack]:
+def settle(stack: Stack, timeout: float = 30.0) -> None:
+    """Wait until the app's sender has taken every outbox row to `sent` or `failed`."""
+    deadline = time.monotonic() + timeout
+    while any(status == "pending" for _, status, _ in outbox_rows(stack.db)):
+        assert time.monotonic() < deadline, outbox_rows(stack.db)
+        time.sleep(0.05)
+
+
+def stack(settings: Settings, box: Inbox, port: int, *, auto_email: bool, **more: Any) -> Iterator[Stack]:
     from server import create_app
 
-    configured = settings.with_(smtp_port=port, auto_email=auto_email)
-    db = Database(configured)  # the demo data's database, seen with these settings (the sync hook reads them)
+    configured = settings.with_(smtp_port=port, auto_email=auto_email, outbox_poll_seconds=0.05, **more)
+    db = Database(configured)  # the demo data's database, seen with these settings
     try:
+        # the lifespan starts the sender thread (when auto_email is on) and stops it at the end of the block
         with TestClient(create_app(configured, db), base_url="http://127.0.0.1") as client:
             yield Stack(client, db, box, bearer(configured, 2), bearer(configured, 1))
-        mail.drain()
     finally:
         db.dispose()
 
@@ -85,11 +89,10 @@ def off(demo: Database, settings: Settings) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def refusing(demo: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setattr(mail, "AUTO_EMAIL_BACKOFF_SECONDS", 0.0)  # the three attempts without the pauses
+def refusing(demo: Database, settings: Settings) -> Iterator[Stack]:
     box = Refusing()
-    with running(box) as port:
-        yield from stack(settings, box, port, auto_email=True)
+    with running(box) as port:  # three tries, 0.05 s then 0.1 s apart
+        yield from stack(settings, box, port, auto_email=True, email_attempts=3, email_backoff_seconds=0.05)
 
 
 def a_sale(confirm: bool = True) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def test_rest_create_with_confirm_emails_the_invoice_once(on: Stack, tmp_path: P
     assert response.status_code == 201, response.text
     invoice = response.json()["invoice"]
     assert invoice["status"] == "generated"  # the answer is the commit's, before any e-mail
-    mail.drain()
+    settle(on)
     the_only_pdf(on.box, invoice["number"], tmp_path)
     assert invoice_state(on.db, invoice["id"]) == ("emailed", ["emailed"])
 
@@ -141,14 +144,14 @@ def test_rest_create_with_confirm_emails_the_invoice_once(on: Stack, tmp_path: P
 def test_rest_confirm_of_a_draft_emails_once_and_a_draft_alone_sends_nothing(on: Stack, tmp_path: Path) -> None:
     draft = on.client.post("/api/v1/transactions/", json=a_sale(confirm=False), headers=on.driver)
     assert draft.status_code == 201 and draft.json()["invoice"] is None
-    mail.drain()
+    settle(on)
     assert on.box.messages == []
     trx_id = draft.json()["id"]
     confirmed = on.client.post(f"/api/v1/transactions/{trx_id}/confirm/", headers=on.driver)
     assert confirmed.status_code == 200, confirmed.text
     again = on.client.post(f"/api/v1/transactions/{trx_id}/confirm/", headers=on.driver)
     assert again.status_code == 409  # not a draft any more: no second invoice, no second e-mail
-    mail.drain()
+    settle(on)
     invoice = confirmed.json()["invoice"]
     the_only_pdf(on.box, invoice["number"], tmp_path)
     assert invoice_state(on.db, invoice["id"])[0] == "emailed"
@@ -159,11 +162,11 @@ def test_with_the_setting_off_nothing_is_sent(off: Stack) -> None:
     assert response.status_code == 201
     pushed = push(off.client, off.driver, [sync_sale()])
     assert pushed["results"][0]["status"] == "applied"
-    assert mail.pending() == []
-    mail.drain()
+    settle(off)
     assert off.box.messages == []
     for invoice_id in (response.json()["invoice"]["id"], pushed["results"][0]["related"]["invoice"]["id"]):
         assert invoice_state(off.db, invoice_id) == ("generated", [])
+    assert outbox_rows(off.db) == []
 
 
 def test_a_refusing_server_leaves_the_invoice_generated_with_email_failed(refusing: Stack) -> None:
@@ -171,10 +174,11 @@ def test_a_refusing_server_leaves_the_invoice_generated_with_email_failed(refusi
     response = refusing.client.post("/api/v1/transactions/", json=a_sale(), headers=refusing.driver)
     assert response.status_code == 201, response.text  # the confirm itself succeeded
     invoice_id = response.json()["invoice"]["id"]
-    mail.drain()
+    settle(refusing)
     assert refusing.box.messages == []
-    assert isinstance(refusing.box, Refusing) and refusing.box.attempts == mail.AUTO_EMAIL_ATTEMPTS == 3
+    assert isinstance(refusing.box, Refusing) and refusing.box.attempts == 3
     assert invoice_state(refusing.db, invoice_id) == ("generated", ["email_failed"])
+    assert outbox_rows(refusing.db) == [(invoice_id, "failed", 3)]
     detail = refusing.db.read(
         lambda s: s.execute(select(InvoiceEvent.detail).where(InvoiceEvent.invoice_id == invoice_id)).scalar_one()
     )
@@ -196,15 +200,15 @@ def test_a_pushed_confirmed_sale_is_emailed_once_and_a_duplicate_push_sends_noth
     result = first["results"][0]
     assert result["status"] == "applied", result
     invoice = result["related"]["invoice"]
-    mail.drain()
+    settle(on)
     the_only_pdf(on.box, invoice["number"], tmp_path)
     assert invoice_state(on.db, invoice["id"]) == ("emailed", ["emailed"])
 
     again = push(on.client, on.driver, [change])  # the device never saw the answer and sends it again
     assert again["results"][0]["status"] == "duplicate"
-    assert mail.pending() == []
-    mail.drain()
+    settle(on)
     assert len(on.box.messages) == 1
+    assert outbox_rows(on.db) == [(invoice["id"], "sent", 1)]
     assert invoice_state(on.db, invoice["id"]) == ("emailed", ["emailed"])
 
 
@@ -214,7 +218,7 @@ def test_a_pushed_draft_then_its_confirm_emails_once(on: Stack, tmp_path: Path) 
     response = push(on.client, on.driver, [draft, confirm])
     assert [r["status"] for r in response["results"]] == ["applied", "applied"], response
     invoice = response["results"][1]["related"]["invoice"]
-    mail.drain()
+    settle(on)
     the_only_pdf(on.box, invoice["number"], tmp_path)
 
 
@@ -224,14 +228,14 @@ def test_a_dry_run_replay_sends_nothing_and_a_real_replay_sends(on: Stack, tmp_p
     dry = on.client.post("/api/v1/sync/replay", json=body, headers=on.admin)
     assert dry.status_code == 200, dry.text
     assert dry.json()["dry_run"] is True and dry.json()["results"][0]["status"] == "applied"
-    assert mail.pending() == []
-    mail.drain()
+    settle(on)
     assert on.box.messages == []
     assert on.db.read(lambda s: s.execute(select(func.count()).select_from(Invoice)).scalar_one()) == 0
+    assert outbox_rows(on.db) == []
 
     real = on.client.post("/api/v1/sync/replay", json={**body, "dry_run": False}, headers=on.admin)
     assert real.status_code == 200, real.text
-    mail.drain()
+    settle(on)
     the_only_pdf(on.box, real.json()["results"][0]["related"]["invoice"]["number"], tmp_path)
 
 
@@ -239,9 +243,8 @@ def test_a_refused_atomic_batch_sends_nothing(on: Stack) -> None:
     bad = {"client_temp_id": "bad", "op": "transaction.confirm", "data": {"id": 999999}}
     response = push(on.client, on.driver, [sync_sale("trx-a"), bad], atomic=True)
     assert [r["status"] for r in response["results"]] == ["rejected", "rejected"]
-    assert mail.pending() == []
-    mail.drain()
-    assert on.box.messages == []
+    settle(on)
+    assert on.box.messages == [] and outbox_rows(on.db) == []
 
 
 def test_the_hook_runs_after_the_commit_and_its_failure_does_not_fail_the_push(on: Stack) -> None:

@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from domain.accounts.policy import Actor
 from domain.audit.models import AuditEntry
 from domain.errors import EmailFailed
-from domain.invoicing.models import Invoice, InvoiceEvent
-from domain.invoicing.outputs.mail import after_confirm, auto_email, deliver, email_invoice
+from domain.invoicing.models import EmailOutbox, Invoice, InvoiceEvent
+from domain.invoicing.outputs.mail import deliver, email_invoice
 from server import create_app
+from tests.integration.outbox_support import queue, send_all
 from tests.integration.outputs_data import make_invoice
 from tests.integration.outputs_smtp import Inbox, attachment, free_port, running
 
@@ -191,23 +192,25 @@ def test_email_endpoint_sends_the_pdf_and_marks_the_invoice_emailed(
     assert status_of(demo, other_id)[0] == "generated"
 
 
-def test_auto_email_after_confirm_sends_and_records_emailed(demo, settings, inbox) -> None:
+def test_the_outbox_sends_and_records_emailed_with_its_message_id(demo, settings, inbox) -> None:
     box, port = inbox
     invoice_id = make_invoice(demo)
     on = settings.with_(smtp_port=port, auto_email=True)
-    assert after_confirm(demo, settings.with_(smtp_port=port), invoice_id) is None  # setting off: nothing
-    assert box.messages == []
-    job = after_confirm(demo, on, invoice_id)
-    assert job is not None and job.result(timeout=60) is True
+    row = queue(demo, on, invoice_id)
+    assert send_all(demo, on) == "sent"
     assert len(box.messages) == 1 and status_of(demo, invoice_id)[0] == "emailed"
     assert "emailed" in [kind for kind, _ in events(demo, invoice_id)]
+    message_id = demo.read(lambda s: s.get(EmailOutbox, row).message_id)
+    assert box.messages[0][2]["Message-ID"] == message_id and "INV-2026-000001" in message_id
 
 
-def test_auto_email_retries_then_records_email_failed_and_keeps_the_status(demo, settings, refusing) -> None:
+def test_the_outbox_retries_then_records_email_failed_and_keeps_the_status(demo, settings, refusing) -> None:
     invoice_id = make_invoice(demo)
     audits = demo.read(lambda s: s.execute(select(func.count()).select_from(AuditEntry)).scalar_one())
-    sent = auto_email(demo, settings.with_(smtp_port=refusing, auto_email=True), invoice_id, attempts=3, backoff=0)
-    assert sent is False
+    on = settings.with_(smtp_port=refusing, auto_email=True, email_attempts=3)
+    queue(demo, on, invoice_id)
+    assert send_all(demo, on) == "failed"
+    assert demo.read(lambda s: s.scalars(select(EmailOutbox.attempts)).one()) == 3
     assert status_of(demo, invoice_id) == ("generated", None, 1)
     recorded = events(demo, invoice_id)
     assert [kind for kind, _ in recorded] == ["email_failed"]
@@ -216,7 +219,10 @@ def test_auto_email_retries_then_records_email_failed_and_keeps_the_status(demo,
     assert after == audits + 1
 
 
-def test_auto_email_without_an_address_records_why(demo, settings) -> None:
+def test_the_outbox_without_an_address_fails_at_once_saying_why(demo, settings) -> None:
     invoice_id = make_invoice(demo, customer_email=None)
-    assert auto_email(demo, settings.with_(auto_email=True), invoice_id, backoff=0) is False
+    on = settings.with_(auto_email=True)
+    queue(demo, on, invoice_id)
+    assert send_all(demo, on) == "failed"
+    assert demo.read(lambda s: s.scalars(select(EmailOutbox.attempts)).one()) == 1
     assert events(demo, invoice_id) == [("email_failed", "to -: the customer has no e-mail address")]

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from domain.invoicing.models import Invoice, InvoiceLine
 from domain.invoicing.outputs.escpos import receipt
-from domain.invoicing.outputs.mail import after_confirm
 from domain.invoicing.outputs.pdf import read_view
+from tests.integration.outbox_support import queue, send_all
 from tests.integration.outputs_smtp import Inbox, attachment, running
 from tests.sales_support import DRIVER1, empty, full, half, sell
 
@@ -65,8 +65,9 @@ def test_a_confirmed_sale_prints_every_line_and_the_totals(demo, settings, clien
 def test_auto_email_after_a_real_confirm(demo, settings, inbox) -> None:
     box, port = inbox
     invoice_id = confirmed_sale(demo)
-    job = after_confirm(demo, settings.with_(smtp_port=port, auto_email=True), invoice_id)
-    assert job is not None and job.result(timeout=60) is True
+    on = settings.with_(smtp_port=port, auto_email=True)
+    queue(demo, on, invoice_id)
+    assert send_all(demo, on) == "sent"
     (_from, to, message) = box.messages[0]
     assert to == ["ahseng@example.sg"]
     name, pdf = attachment(message)

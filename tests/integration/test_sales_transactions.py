@@ -108,14 +108,14 @@ def test_meter_regression_is_refused_naming_both_readings_and_writes_nothing(dem
     assert traces(demo) == before
 
 
-def test_a_reading_without_a_sale_is_judged_and_moves_the_meter(demo: Database) -> None:
-    outcome = reading(demo, 2, "10.00")
+def test_a_reading_without_a_sale_is_judged_but_the_sale_bills_from_the_last_billed_reading(demo: Database) -> None:
+    outcome = reading(demo, 2, "10.00")  # the meter's first reading: its baseline
     assert outcome.entity == "meter_reading" and outcome.record.usage == 0
-    assert reading(demo, 2, "15.50").record.usage == Decimal("5.50")
+    assert reading(demo, 2, "15.50").record.usage == Decimal("5.50")  # since the last recorded: not billed
     with pytest.raises(MeterRegression):
         reading(demo, 2, "15.49")
-    # the next sale's usage starts from the last recorded reading
-    assert sell(demo, customer=2, meter="16.50").record.usage == Decimal("1.00")
+    # the next sale bills everything since the baseline, inspections or not
+    assert sell(demo, customer=2, meter="16.50").record.usage == Decimal("6.50")
 
 
 def test_a_customer_without_a_meter_gets_one_with_the_first_reading_as_baseline(demo: Database) -> None:

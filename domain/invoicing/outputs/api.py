@@ -38,7 +38,7 @@ class PrintQuery(Query):
         return value
 
 
-@router.get("/api/v1/invoices/{id:int}/pdf/", auth=USER, errors=("not_found",))
+@router.get("/api/v1/invoices/{id:int}/pdf/", auth=USER, errors=("not_found",), extra_content=("application/pdf",))
 def invoice_pdf_view(ctx: Ctx) -> Response:
     """The invoice as a PDF (A4), rendered after commit and cached by content. A driver: own invoices only."""
     rendered = invoice_pdf(ctx.db, ctx.settings, ctx.actor, ctx.path["id"])

@@ -11,9 +11,6 @@ import logging
 import re
 import smtplib
 import ssl
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -36,8 +33,6 @@ log = logging.getLogger("lpg.outputs.mail")
 
 ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 SMTP_TIMEOUT_SECONDS = 20
-AUTO_EMAIL_ATTEMPTS = 3
-AUTO_EMAIL_BACKOFF_SECONDS = 2.0
 
 
 def valid_address(address: str) -> bool:
@@ -65,14 +60,23 @@ def body_text(view: InvoiceView) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_message(settings: Settings, rendered: RenderedInvoice, to: str) -> EmailMessage:
+def build_message(
+    settings: Settings,
+    rendered: RenderedInvoice,
+    to: str,
+    message_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    """The message; `message_id` fixed by the caller (the outbox's, the same on every attempt) or a new one."""
     view = rendered.view
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = f"Tax invoice {view.number} from {settings.company_name}"
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
+    message["Message-ID"] = message_id or make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(body_text(view))
     message.add_attachment(rendered.pdf, maintype="application", subtype="pdf", filename=rendered.filename)
     return message
@@ -125,38 +129,8 @@ def email_invoice(db: Database, settings: Settings, actor: Actor, invoice_id: in
 
 # -- automatic e-mail after confirm (LPG_AUTO_EMAIL) -------------------------------------------------------
 #
-# The queue is this process's memory: a thread pool and the jobs it holds. A restart while a job waits for
-# its next attempt loses that e-mail; the invoice then simply stays `generated` (nothing half-done is
-# recorded) and can be sent again with POST /api/v1/invoices/{id}/email/.
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-_pending: set[Future[bool]] = set()
-
-
-def _background() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lpg-auto-email")
-        return _executor
-
-
-def pending() -> list[Future[bool]]:
-    """The automatic e-mails submitted and not finished yet."""
-    with _executor_lock:
-        return list(_pending)
-
-
-def drain(timeout: float | None = 120) -> None:
-    """Wait until every automatic e-mail submitted so far has finished (tests, and an orderly shutdown)."""
-    for future in pending():
-        future.exception(timeout=timeout)  # waits; never raises the job's own error
-
-
-def _forget(future: Future[bool]) -> None:
-    with _executor_lock:
-        _pending.discard(future)
+# A confirm writes an outbox row in its own transaction; the sender in every server process sends it
+# (domain.invoicing.outbox). The helpers below are what the sender uses.
 
 
 def invoice_owner(db: Database, invoice_id: int) -> Actor:
@@ -186,93 +160,3 @@ def record_email_failure(call: Call, invoice_id: int, reason: str, to: str | Non
         call.session, call.actor.id, call.device_id, "email_failed", "invoice", invoice,
         after={"number": invoice.number, "to": to, "reason": reason[:500]},
     )  # fmt: skip
-
-
-def auto_email(
-    db: Database,
-    settings: Settings,
-    invoice_id: int,
-    *,
-    attempts: int = AUTO_EMAIL_ATTEMPTS,
-    backoff: float | None = None,
-) -> bool:
-    """E-mail a just-confirmed invoice, retrying a failed send; the outcome is recorded either way
-    (`emailed` through mark_emailed, or an `email_failed` event). Returns whether it was sent."""
-    pause = AUTO_EMAIL_BACKOFF_SECONDS if backoff is None else backoff
-    try:
-        actor = invoice_owner(db, invoice_id)
-    except Exception:
-        log.exception("automatic e-mail of invoice %s: the invoice could not be read", invoice_id)
-        return False
-    to: str | None = None
-    try:
-        rendered = invoice_pdf(db, settings, actor, invoice_id)
-    except Exception as exc:
-        log.exception("automatic e-mail of invoice %s: the PDF could not be rendered", invoice_id)
-        reason = f"the PDF could not be rendered: {type(exc).__name__}: {exc}"
-        attempts = 0
-    else:
-        to = rendered.view.customer_email or None
-        reason = "the customer has no e-mail address" if not to else ""
-        if to and not valid_address(to):
-            to, reason = None, f"not an e-mail address: {rendered.view.customer_email!r}"
-    for attempt in range(1, attempts + 1):
-        if not to:
-            break
-        try:
-            deliver(settings, build_message(settings, rendered, to))
-        except EmailFailed as exc:
-            reason = f"{exc.message}: {exc.details.get('reason')}"
-            log.warning(
-                "automatic e-mail of %s failed (attempt %d of %d): %s", rendered.view.number, attempt, attempts, reason
-            )
-        except Exception as exc:  # a bug rather than the server: still recorded, never lost in the future
-            reason = f"{type(exc).__name__}: {exc}"
-            log.exception("automatic e-mail of %s failed (attempt %d of %d)", rendered.view.number, attempt, attempts)
-        else:
-            try:
-                mark_emailed(db, settings, actor, invoice_id)
-            except Exception:
-                # The message has left: recording email_failed now would be false. Say so loudly instead.
-                log.exception("invoice %s was e-mailed to %s but could not be marked emailed", invoice_id, to)
-            else:
-                log.info("invoice %s e-mailed automatically to %s", rendered.view.number, to)
-            return True
-        if attempt < attempts:
-            time.sleep(pause * attempt)
-    db.run(lambda uow: record_email_failure(Call(uow.session, actor, settings), invoice_id, reason, to))
-    return False
-
-
-def _auto_email_logged(db: Database, settings: Settings, invoice_id: int) -> bool:
-    """auto_email in the background: nobody reads the future in production, so no error may vanish in it."""
-    try:
-        return auto_email(db, settings, invoice_id)
-    except Exception:
-        log.exception("automatic e-mail of invoice %s: the outcome could not be recorded", invoice_id)
-        raise
-
-
-def after_confirm(db: Database, settings: Settings, invoice_id: int, *, wait: bool = False) -> Future[bool] | None:
-    """Hook for after a confirm's commit (never inside it, never holding a lock): when LPG_AUTO_EMAIL is on,
-    e-mail the new invoice in the background. Returns the background job (or None when the setting is off
-    or the job could not be queued). Never raises: the confirm it follows has already succeeded."""
-    if not settings.auto_email:
-        return None
-    try:
-        future = _background().submit(_auto_email_logged, db, settings, invoice_id)
-    except RuntimeError:  # the pool is shut down: the interpreter is exiting
-        log.warning("automatic e-mail of invoice %s not queued: shutting down", invoice_id)
-        return None
-    with _executor_lock:
-        _pending.add(future)
-    future.add_done_callback(_forget)
-    if wait:
-        future.exception()
-    return future
-
-
-def after_confirms(db: Database, settings: Settings, invoice_ids: list[int]) -> list[Future[bool]]:
-    """after_confirm for each invoice a committed batch issued (the sync reconciler's hook)."""
-    jobs = (after_confirm(db, settings, invoice_id) for invoice_id in invoice_ids)
-    return [job for job in jobs if job is not None]
