@@ -1,6 +1,6 @@
 """Applying a device's batch of changes: the heart of the sync protocol.
 
-The steps, numbered as in the code (sync-protocol.md "Push"):
+The steps, numbered as in the code (docs/sync-protocol.md "Push"):
 
 1. Lock the device row (created on first push, registered to that user; another user is refused). Two
    pushes from one device, such as a retry racing its original, are serialized here, so the loser sees
