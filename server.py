@@ -211,6 +211,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def warn_missing_fonts() -> None:
+    """One log line when a font the invoices are drawn with is missing (nothing when all are there)."""
+    from domain.invoicing.outputs.fonts import font_warning, missing_fonts
+
+    message = font_warning(missing_fonts())
+    if message:
+        log.warning(message)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging()
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["LPG_SECRET_KEY"] = settings.secret_key  # every worker signs with the same key
     if not args.no_migrate:
         prepare(settings, demo=not args.no_demo)
+    warn_missing_fonts()
     prepare_metrics(settings)
     import uvicorn
 

@@ -1,6 +1,6 @@
 """Applying a device's batch of changes: the heart of the sync protocol.
 
-The steps, numbered as in the code (sync-protocol.md "Push"):
+The steps, numbered as in the code (docs/sync-protocol.md "Push"):
 
 1. Lock the device row (created on first push, registered to that user; another user is refused). Two
    pushes from one device, such as a retry racing its original, are serialized here, so the loser sees
@@ -557,12 +557,13 @@ def _roll_back_all(runner: Runner) -> None:
     """`atomic: true`: one refusal undoes the batch; every other change says it was rolled back."""
     culprit = next(r for r in runner.results if r.status == "rejected")
     cause = {"client_temp_id": culprit.change.client_temp_id, "code": culprit.error.code}  # type: ignore[union-attr]
-    done = {r.change.client_temp_id for r in runner.results}
-    pending = [Result(c, fingerprint(c)) for c in runner.envelope.changes if c.client_temp_id not in done]
+    # The changes after the culprit were never evaluated. Counted by position, never by key: a batch may
+    # name one client_temp_id several times, and every change answers once, in order.
+    pending = [Result(c, fingerprint(c)) for c in runner.envelope.changes[len(runner.results) :]]
     runner.results.extend(pending)
     for result in runner.results:
-        if result is culprit or result.status == "duplicate":
-            continue
+        if result is culprit or (result.status == "duplicate" and result.twin is None):
+            continue  # a duplicate of an earlier batch's change stays one: that change is committed
         result.status, result.outcome = "rejected", None
         result.error = DomainError(
             f"the atomic batch was rolled back because {cause['client_temp_id']} was refused",

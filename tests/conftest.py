@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
@@ -32,6 +33,11 @@ SECRET = "test-secret-key-" + "x" * 40
 NOT_EMPTIED = {"alembic_version"}
 _deselected_mysql: list[str] = []
 _deselected_galera: list[str] = []
+
+# No timed tests: Hypothesis's per-example deadline (200 ms) fails correct code on a busy machine, so it is
+# off for every property test (speed is measured in tests/bench/, never asserted here).
+hypothesis_settings.register_profile("lpg", deadline=None)
+hypothesis_settings.load_profile("lpg")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,7 +1,7 @@
 """The peer the benchmarks compare against: pouchdb-server 4.2.0 (CouchDB's protocol in Node, on leveldb).
 
 Installed with npm into a cache folder on first use (LPG_BENCH_PEER_DIR, default /tmp/lpg-peer), started on
-127.0.0.1 with a temporary data directory, and driven by one keep-alive client, as in perf-anchors.md.
+127.0.0.1 with a temporary data directory, and driven by one keep-alive client, as the other server is measured (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

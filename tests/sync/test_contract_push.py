@@ -1,4 +1,4 @@
-"""The push contract (sync-protocol.md "Push"), every example in both encodings, on both engines."""
+"""The push contract (docs/sync-protocol.md "Push"), every example in both encodings, on both engines."""
 
 from __future__ import annotations
 
