@@ -1,6 +1,9 @@
 """One suite, two engines. Without `LPG_TEST_MYSQL_URL` every test runs on SQLite (a fresh copy of a
 migrated file per test); with it, on MariaDB/MySQL (the migrated database emptied before each test).
 
+Tests live by context, `tests/<context>/test_<kind>_*.py` (kind: unit, integration, contract, property,
+also a marker: `pytest -m unit`); modules they share are in tests/support/.
+
 Tests marked `mysql_only` need MariaDB; without it they are deselected (not skipped) and listed at the
 end. With `LPG_FAIL_ON_SKIP=1` (CI) a single skipped test fails the run.
 """
@@ -34,14 +37,21 @@ _deselected_mysql: list[str] = []
 # off for every property test (speed is measured in tests/bench/, never asserted here).
 hypothesis_settings.register_profile("lpg", deadline=None)
 hypothesis_settings.load_profile("lpg")
+KINDS = ("unit", "integration", "contract", "property")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mysql_only: needs MariaDB/MySQL (LPG_TEST_MYSQL_URL)")
     config.addinivalue_line("markers", "slow: takes seconds (concurrency, soak)")
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{kind}: a {kind} test (tests/<context>/test_{kind}_*.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # tests/<context>/test_<kind>_*.py: `pytest -m property` runs one kind everywhere
+        kind = item.path.name.removeprefix("test_").split("_", 1)[0]
+        if kind in KINDS:
+            item.add_marker(kind)
     if ENGINE == "mysql":
         return
     keep, drop = [], []

@@ -17,8 +17,8 @@ from domain.errors import EmailFailed
 from domain.invoicing.models import Invoice, InvoiceEvent
 from domain.invoicing.outputs.mail import after_confirm, auto_email, deliver, email_invoice
 from server import create_app
-from tests.integration.outputs_data import make_invoice
-from tests.integration.outputs_smtp import Inbox, attachment, free_port, running
+from tests.support.outputs_data import make_invoice
+from tests.support.outputs_smtp import Inbox, attachment, free_port, running
 
 ADMIN = Actor(1, "admin", "admin")
 

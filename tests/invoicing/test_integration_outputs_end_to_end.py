@@ -12,8 +12,8 @@ from domain.invoicing.models import Invoice, InvoiceLine
 from domain.invoicing.outputs.escpos import receipt
 from domain.invoicing.outputs.mail import after_confirm
 from domain.invoicing.outputs.pdf import read_view
-from tests.integration.outputs_smtp import Inbox, attachment, running
-from tests.sales_support import DRIVER1, empty, full, half, sell
+from tests.support.outputs_smtp import Inbox, attachment, running
+from tests.support.sales_support import DRIVER1, empty, full, half, sell
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The read-only CouchDB surface: every user reads (scoped); writes are refused for everybody."""
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 
 def _db(world: World) -> Request:
