@@ -9,7 +9,7 @@
 --
 -- Migrations (`python server.py` migrates before serving) need DDL: run them as a separate owner account
 -- (`lpg_owner` below, or root), and serve as `lpg` with `python server.py --no-migrate --no-demo`.
--- Every table the models define must appear here: tests/integration/test_audit_grants.py checks it.
+-- Every table the models define must appear here: tests/audit/test_integration_grants.py checks it.
 --
 -- Replace the password; `lpg` is the database name used in the README.
 

@@ -1,6 +1,9 @@
 """One suite, two engines. Without `LPG_TEST_MYSQL_URL` every test runs on SQLite (a fresh copy of a
 migrated file per test); with it, on MariaDB/MySQL (the migrated database emptied before each test).
 
+Tests live by context, `tests/<context>/test_<kind>_*.py` (kind: unit, integration, contract, property,
+also a marker: `pytest -m unit`); modules they share are in tests/support/.
+
 Tests marked `mysql_only` need MariaDB; without it they are deselected (not skipped) and listed at the
 end. Tests marked `galera` need a 3-node Galera cluster (`LPG_TEST_GALERA_URLS`, the node URLs comma-separated,
 node 1 first, with `LPG_TEST_MYSQL_URL` = node 1; `.ci/galera` starts one); without it they are deselected
@@ -38,12 +41,15 @@ _deselected_galera: list[str] = []
 # off for every property test (speed is measured in tests/bench/, never asserted here).
 hypothesis_settings.register_profile("lpg", deadline=None)
 hypothesis_settings.load_profile("lpg")
+KINDS = ("unit", "integration", "contract", "property")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mysql_only: needs MariaDB/MySQL (LPG_TEST_MYSQL_URL)")
     config.addinivalue_line("markers", "slow: takes seconds (concurrency, soak)")
     config.addinivalue_line("markers", "galera: needs a 3-node Galera cluster (LPG_TEST_GALERA_URLS)")
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{kind}: a {kind} test (tests/<context>/test_{kind}_*.py)")
     if GALERA_URLS and (len(GALERA_URLS) < 3 or _node(GALERA_URLS[0]) != _node(MYSQL_URL)):
         raise pytest.UsageError(
             "LPG_TEST_GALERA_URLS needs 3 node URLs, the first one the database of LPG_TEST_MYSQL_URL"
@@ -58,6 +64,10 @@ def _node(url: str) -> tuple[Any, ...]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # tests/<context>/test_<kind>_*.py: `pytest -m property` runs one kind everywhere
+        kind = item.path.name.removeprefix("test_").split("_", 1)[0]
+        if kind in KINDS:
+            item.add_marker(kind)
     keep, drop = [], []
     for item in items:
         if ENGINE != "mysql" and item.get_closest_marker("mysql_only"):

@@ -21,7 +21,7 @@ from domain.audit.models import AuditEntry
 from domain.clock import utcnow
 from domain.db import Database
 from domain.settings import Settings
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
 
 LOGIN, REFRESH_URL, LOGOUT = "/api/v1/auth/login/", "/api/v1/auth/refresh/", "/api/v1/auth/logout/"
 DRIVER1_PASSWORD = "driver1-lpg-2026"

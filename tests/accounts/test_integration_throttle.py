@@ -18,7 +18,7 @@ from domain.accounts.throttle import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_
 from domain.clock import utcnow
 from domain.db import Database
 from domain.settings import Settings
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
 
 LOGIN = "/api/v1/auth/login/"
 GOOD = {"username": "driver1", "password": "driver1-lpg-2026"}

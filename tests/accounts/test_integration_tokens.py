@@ -18,8 +18,8 @@ from domain.accounts.tokens import ACCESS, ISSUER, REFRESH, encode_token
 from domain.clock import utcnow
 from domain.db import Database
 from domain.settings import Settings
+from tests.api.test_integration_http_edge import assert_error
 from tests.conftest import SECRET
-from tests.integration.test_http_edge import assert_error
 
 DRIVER1 = 2
 PROTECTED = f"/api/v1/users/{DRIVER1}/"  # driver1 may read their own record: a plain USER endpoint

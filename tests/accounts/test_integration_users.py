@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from domain.accounts.models import User
 from domain.audit.models import AuditEntry
 from domain.db import Database
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
 
 USERS = "/api/v1/users/"
 USER_KEYS = {"id", "version", "last_modified", "username", "full_name", "role", "active", "created_at"}

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from domain.audit.models import AuditEntry
 from domain.audit.schemas import AuditEntryOut
 from domain.db import Database
-from tests.integration.audit_support import as_root, entries, write_entries
+from tests.support.audit_support import as_root, entries, write_entries
 
 AUDIT = "/api/v1/audit/"
 

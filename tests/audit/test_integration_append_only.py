@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domain.db import Database
 from tests.conftest import ENGINE, MYSQL_URL
-from tests.integration.audit_support import entries, raw_sqlite, write_entries
+from tests.support.audit_support import entries, raw_sqlite, write_entries
 
 INSERT_COLUMNS = "(id, at, user_id, device_id, action, entity_type, entity_id, context, prev_hash, hash)"
 FORGED = "(1, '2026-01-01 00:00:00.000000', 99, 'forger', 'create', 'user', 1, '{}', 'x', 'y')"

@@ -16,7 +16,7 @@ from domain.audit.services import audit
 from domain.audit.verify import verify_chain
 from domain.db import Database
 from domain.logistics.stock import StockKey, lock_stock_rows
-from tests.integration.audit_support import entries
+from tests.support.audit_support import entries
 
 KEYS = [StockKey("truck", t, e) for t in (1, 2, 3) for e in (1, 2, 3, 4)]
 

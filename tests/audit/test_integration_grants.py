@@ -13,7 +13,7 @@ from domain.audit.verify import verify_chain
 from domain.db import Database
 from sync.models import metadata
 from tests.conftest import MYSQL_URL
-from tests.integration.audit_support import ROOT, entries, write_entries
+from tests.support.audit_support import ROOT, entries, write_entries
 
 GRANTS = ROOT / "deploy" / "mysql-grants.sql"
 GRANT = re.compile(r"^GRANT (?P<privileges>[A-Z, ]+) ON `lpg`\.`(?P<table>\w+)` TO 'lpg'@'%';$", re.MULTILINE)

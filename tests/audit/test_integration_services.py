@@ -16,7 +16,7 @@ from domain.audit.models import AuditEntry
 from domain.audit.verify import verify_chain
 from domain.clock import utcnow
 from tests.conftest import bearer, user_id
-from tests.integration.audit_cases import ANY, USERNAMES, AuditCase, AuditWorld, Entry, all_cases
+from tests.support.audit_cases import ANY, USERNAMES, AuditCase, AuditWorld, Entry, all_cases
 
 CASES = all_cases()
 

@@ -23,7 +23,7 @@ from domain.audit import __main__ as cli
 from domain.audit.schemas import VerifyOut
 from domain.audit.verify import verify_chain
 from domain.db import Database
-from tests.integration.audit_support import ROOT, as_root, entries, rehash, row_of, set_head, write_entries
+from tests.support.audit_support import ROOT, as_root, entries, rehash, row_of, set_head, write_entries
 
 LAST = 70
 

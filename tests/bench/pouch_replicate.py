@@ -25,7 +25,7 @@ from domain.db import Database
 from domain.demo import load_demo
 from domain.schema import upgrade
 from domain.settings import Settings
-from tests.pull_support import ServerProcess, create_owned
+from tests.support.pull_support import ServerProcess, create_owned
 
 SCRIPT = """
 const m = (n) => require(process.argv[2] + '/node_modules/' + n);

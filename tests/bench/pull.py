@@ -34,7 +34,7 @@ from sqlalchemy import create_engine
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.pull_support import ServerProcess  # noqa: E402
+from tests.support.pull_support import ServerProcess  # noqa: E402
 
 SECRET = "bench-secret-key-" + "x" * 40
 ENTITIES = ("transaction", "customer", "distribution", "invoice", "truck_stock")

@@ -15,7 +15,7 @@ from domain.db import Database
 from domain.feed.models import FeedEntry
 from domain.feed.services import record_change
 from tests.conftest import bearer
-from tests.pull_support import create_owned, update_customer
+from tests.support.pull_support import create_owned, update_customer
 
 REV = re.compile(r"^[1-9][0-9]*-[0-9a-f]{32}$")
 

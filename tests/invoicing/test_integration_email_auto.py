@@ -20,9 +20,9 @@ from domain.db import Database
 from domain.invoicing.models import EmailOutbox, Invoice, InvoiceEvent
 from domain.settings import Settings
 from tests.conftest import bearer
-from tests.contract.sync_support import push, recent
-from tests.integration.outputs_smtp import Inbox, attachment, running
-from tests.sales_support import full, sale_payload
+from tests.support.outputs_smtp import Inbox, attachment, running
+from tests.support.sales_support import full, sale_payload
+from tests.support.sync_support import push, recent
 
 REFUSAL = "554 5.7.1 Message rejected: policy"
 
@@ -250,7 +250,7 @@ def test_a_refused_atomic_batch_sends_nothing(on: Stack) -> None:
 def test_the_hook_runs_after_the_commit_and_its_failure_does_not_fail_the_push(on: Stack) -> None:
     from reconcile.batch import apply_batch
     from reconcile.envelope import parse_envelope
-    from tests.sales_support import DRIVER1
+    from tests.support.sales_support import DRIVER1
 
     seen: list[tuple[list[int], int]] = []
 

@@ -18,7 +18,7 @@ from domain.invoicing.outputs.pdf import PDF_CACHE, AssetFetcher, fetcher_for, i
 from domain.invoicing.outputs.render import load_view, render_html
 from domain.logistics.models import TruckStock
 from domain.settings import Settings
-from tests.integration.outputs_data import MIXED_LINES, expected_totals, make_invoice
+from tests.support.outputs_data import MIXED_LINES, expected_totals, make_invoice
 
 ADMIN = Actor(1, "admin", "admin")
 DRIVER1 = Actor(2, "driver1", "driver")

@@ -16,7 +16,7 @@ from domain.invoicing.outputs.escpos import COLUMNS, needs_bitmap, printable, re
 from domain.invoicing.outputs.paynow import crc16_ccitt
 from domain.invoicing.outputs.raster import DOTS
 from domain.invoicing.outputs.render import load_view
-from tests.integration.outputs_data import MIXED_LINES, make_invoice
+from tests.support.outputs_data import MIXED_LINES, make_invoice
 
 ADMIN = Actor(1, "admin", "admin")
 ESC, GS = 0x1B, 0x1D

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from domain.audit.models import AuditEntry
 from domain.feed.models import FeedEntry
 from domain.logistics.models import StockAdjustment
-from tests.integration.test_logistics_distributions import snapshot
+from tests.logistics.test_integration_distributions import snapshot
 
 ADJUST = "/api/v1/stock/adjustments/"
 

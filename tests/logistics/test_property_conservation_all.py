@@ -50,9 +50,9 @@ from domain.sales.schemas import MeterReadingCreate
 from domain.service import Call
 from domain.wire import parse
 from tests.conftest import ENGINE
-from tests.contract.sync_support import table_fingerprint
-from tests.property.test_logistics_conservation import database_factory, per_model, read_stock
-from tests.sales_support import CODES, sale, when
+from tests.logistics.test_property_conservation import database_factory, per_model, read_stock
+from tests.support.sales_support import CODES, sale, when
+from tests.support.sync_support import table_fingerprint
 
 DRIVER = Actor(2, "driver1", "driver")
 ADMIN = Actor(1, "admin", "admin")

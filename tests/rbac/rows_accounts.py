@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 DEMO_PASSWORDS = {"driver1": "driver1-lpg-2026"}
 _serial = itertools.count(1)

@@ -1,4 +1,4 @@
-from tests.contract.rbac.matrix import RbacRow, expect
+from tests.rbac.matrix import RbacRow, expect
 
 ADMIN_ONLY = expect(401, 403, 403, 200)
 REPORTS = (

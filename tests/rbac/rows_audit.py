@@ -1,6 +1,6 @@
 """The audit log is admin-only and read-only: drivers get 403 (the log is not one of their records)."""
 
-from tests.contract.rbac.matrix import RbacRow, Request, expect
+from tests.rbac.matrix import RbacRow, Request, expect
 
 ADMIN_ONLY = expect(401, 403, 403, 200)
 

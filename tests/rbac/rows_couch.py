@@ -1,7 +1,7 @@
 """The CouchDB surface: every user reads `lpg` (scoped); writes to it are refused for everybody (a device's
 queue, `queue-<device>`, is the only writable database: tests/couch)."""
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 
 def _db(world: World) -> Request:

@@ -14,7 +14,7 @@ from domain.accounts.policy import Actor
 from domain.logistics.schemas import DistributionCreate
 from domain.logistics.services import create_distribution
 from domain.service import Call
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 _unique = itertools.count(1)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from domain.invoicing.models import Invoice
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
-from tests.integration.outputs_data import make_invoice
+from tests.rbac.matrix import RbacRow, Request, World, expect
+from tests.support.outputs_data import make_invoice
 
 
 class PathId(int):

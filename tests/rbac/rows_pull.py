@@ -1,6 +1,6 @@
 """Pull endpoints: every user pulls (scoped) and keeps checkpoints; the device registry is admin-only."""
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 
 def _checkpoint(world: World) -> Request:

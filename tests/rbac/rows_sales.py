@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from domain.catalog.models import Meter
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
-from tests.sales_support import full, sale_payload, sell, when
+from tests.rbac.matrix import RbacRow, Request, World, expect
+from tests.support.sales_support import full, sale_payload, sell, when
 
 OWN = expect(401, 200, 404, 200)
 ANY_USER = expect(401, 200, 200, 200)

@@ -1,6 +1,6 @@
 import uuid
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 
 def _device_with_rejection(world: World) -> Request:

@@ -1,3 +1,3 @@
-from tests.contract.rbac.matrix import RbacRow, expect
+from tests.rbac.matrix import RbacRow, expect
 
 ROWS = [RbacRow("GET", "/api/v1/health", expect(200, 200, 200, 200))]

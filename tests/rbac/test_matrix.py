@@ -14,14 +14,14 @@ from starlette.testclient import TestClient
 from domain.api import ADMIN, PUBLIC, SELF_AUTH
 from domain.models import Base
 from tests.conftest import bearer, user_id
-from tests.contract.rbac.matrix import ROLES, RbacRow, Request, World, code_of, fill_path, status_of
+from tests.rbac.matrix import ROLES, RbacRow, Request, World, code_of, fill_path, status_of
 
 
 def all_rows() -> list[RbacRow]:
     rows: list[RbacRow] = []
     for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
         if info.name.startswith("rows_"):
-            rows.extend(importlib.import_module(f"tests.contract.rbac.{info.name}").ROWS)
+            rows.extend(importlib.import_module(f"tests.rbac.{info.name}").ROWS)
     return rows
 
 

@@ -21,7 +21,7 @@ from domain.sales.models import Transaction
 from domain.sales.schemas import MeterReadingCreate
 from domain.sales.services import confirm_transaction, record_meter_reading
 from domain.wire import parse
-from tests.sales_support import DRIVER1, DRIVER2, full, run, sell, site_stock, truck_stock, when
+from tests.support.sales_support import DRIVER1, DRIVER2, full, run, sell, site_stock, truck_stock, when
 
 THREADS = 8
 PER_THREAD = 8

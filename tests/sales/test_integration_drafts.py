@@ -16,7 +16,18 @@ from domain.errors import InsufficientStock, InvalidState, MeterRegression, NotF
 from domain.sales.schemas import TransactionUpdate
 from domain.sales.services import cancel_transaction, confirm_transaction, update_transaction
 from domain.wire import parse
-from tests.sales_support import ADMIN, DRIVER1, DRIVER2, full, run, sale_payload, sell, site_stock, traces, truck_stock
+from tests.support.sales_support import (
+    ADMIN,
+    DRIVER1,
+    DRIVER2,
+    full,
+    run,
+    sale_payload,
+    sell,
+    site_stock,
+    traces,
+    truck_stock,
+)
 
 
 def patch(db: Database, trx_id: int, actor: Any = DRIVER1, **fields: Any) -> Any:

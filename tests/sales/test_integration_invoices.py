@@ -22,7 +22,7 @@ from domain.invoicing.services import invoice_id_for_transaction, invoice_id_of,
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
 from domain.wire import parse
-from tests.sales_support import ADMIN, DRIVER2, full, half, run, sale_payload, sell, when
+from tests.support.sales_support import ADMIN, DRIVER2, full, half, run, sale_payload, sell, when
 
 
 def sold(db: Database, **kwargs: Any) -> tuple[int, int]:

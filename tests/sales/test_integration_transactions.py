@@ -24,7 +24,7 @@ from domain.sales.schemas import MeterReadingCreate
 from domain.sales.services import create_transaction, record_meter_reading
 from domain.service import Call
 from domain.wire import parse
-from tests.sales_support import (
+from tests.support.sales_support import (
     ADMIN,
     DRIVER1,
     count,

@@ -21,7 +21,7 @@ from domain.logistics.models import SiteStock, TruckStock
 from domain.logistics.stock import StockKey, lock_stock_rows
 from domain.sales import pricing
 from domain.sales.services import cancel_transaction, confirm_transaction
-from tests.sales_support import CODES, run, sell
+from tests.support.sales_support import CODES, run, sell
 
 CENT = Decimal("0.01")
 DB_SETTINGS = settings(

@@ -1,6 +1,6 @@
 """The registry of state-changing services and the audit entries each must write (test_audit_services.py).
 
-Every area adds its services in its own module `tests/integration/audit_cases_<area>.py`, as
+Every area adds its services in its own module `tests/support/audit_cases_<area>.py`, as
 `CASES: list[AuditCase]`, so that areas never edit the same file. One case is:
 
 - `perform(world)`: one service call, through the public API (`world.client` with `world.headers[...]`)
@@ -90,5 +90,5 @@ def all_cases() -> list[AuditCase]:
     cases: list[AuditCase] = []
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith("audit_cases_"):
-            cases.extend(importlib.import_module(f"tests.integration.{info.name}").CASES)
+            cases.extend(importlib.import_module(f"tests.support.{info.name}").CASES)
     return cases

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
 
 LOGIN, REFRESH, LOGOUT = "/api/v1/auth/login/", "/api/v1/auth/refresh/", "/api/v1/auth/logout/"
 DRIVER1_PASSWORD = "driver1-lpg-2026"

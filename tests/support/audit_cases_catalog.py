@@ -25,7 +25,7 @@ from domain.catalog.schemas import (
 )
 from domain.errors import Conflict, DomainError, Forbidden, ReadOnlyField
 from domain.wire import parse
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
 
 UPDATE = ("before", "after")
 SYNC = ("client_temp_id", "batch")

@@ -18,7 +18,7 @@ from domain.ledger import settle_audits
 from domain.logistics.docs import stock_doc
 from domain.logistics.stock import StockKey, lock_stock_rows
 from domain.service import Call, Outcome
-from tests.integration.audit_cases import AuditCase, AuditWorld, entries, entry
+from tests.support.audit_cases import AuditCase, AuditWorld, entries, entry
 
 SYNC_UPDATE = ("before", "after", "client_temp_id", "batch")  # the context of an update that came by sync
 KEY = StockKey("truck", 1, 2)  # truck 1, CYL12.7: 20 full in the demo

@@ -14,7 +14,7 @@ from domain.errors import Forbidden, InsufficientStock, InvalidState, NotFound
 from domain.logistics import services as svc
 from domain.logistics.schemas import DistributionCreate, DistributionUpdate, StockAdjustmentCreate
 from domain.wire import parse
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
 
 UPDATE = ("before", "after")
 SYNC = ("client_temp_id", "batch")

@@ -20,8 +20,8 @@ from domain.sales.services import (
 )
 from domain.service import Call
 from domain.wire import parse
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
-from tests.sales_support import full, sale, sale_payload, when
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.sales_support import full, sale, sale_payload, when
 
 SYNC = ("client_temp_id", "batch")
 SOLD = [entry("create", "invoice", actor="driver")]

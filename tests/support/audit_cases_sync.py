@@ -13,8 +13,8 @@ import orjson
 from domain.accounts.policy import Actor
 from reconcile.batch import apply_batch
 from reconcile.envelope import parse_envelope
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
-from tests.sales_support import when
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.sales_support import when
 
 SYNC = ("client_temp_id", "batch")
 DEVICE = "tab-sync-1"

@@ -139,7 +139,7 @@ class ServerProcess:
                 "--no-access-log",
                 *extra,
             ],
-            cwd=str(Path(__file__).resolve().parents[1]),
+            cwd=str(Path(__file__).resolve().parents[2]),
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

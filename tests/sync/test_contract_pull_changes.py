@@ -21,7 +21,7 @@ from domain.db import Database
 from domain.feed.models import FeedEntry
 from domain.feed.services import FEED_ENTITIES
 from tests.conftest import bearer
-from tests.pull_support import OWNED, create_owned, touch_owned, update_customer
+from tests.support.pull_support import OWNED, create_owned, touch_owned, update_customer
 
 URL = "/api/v1/sync/changes"
 MSGPACK = {"Accept": "application/msgpack"}

@@ -14,7 +14,7 @@ from domain.invoicing.models import Invoice
 from domain.logistics.models import SiteStock, TruckStock
 from domain.sales.models import Transaction
 from reconcile.models import AppliedChange, RejectedChange
-from tests.contract.sync_support import ENCODINGS, by_temp_id, count, push, recent, table_fingerprint
+from tests.support.sync_support import ENCODINGS, by_temp_id, count, push, recent, table_fingerprint
 
 RESULT_FIELDS = {"client_temp_id", "status", "entity", "id", "version", "server_ts"}
 

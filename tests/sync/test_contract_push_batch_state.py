@@ -25,7 +25,7 @@ from domain.ledger import flush_all, stage
 from domain.sales.models import MeterReading, Transaction
 from domain.service import Call, Outcome
 from reconcile.ops import OPS, Op
-from tests.contract.sync_support import by_temp_id, push, recent
+from tests.support.sync_support import by_temp_id, push, recent
 
 
 def sale(temp_id: str, customer: int | str, *, reading: str | None = None, qty: int = 1) -> dict[str, Any]:

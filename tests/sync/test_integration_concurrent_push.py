@@ -16,7 +16,7 @@ from domain.logistics.models import TruckStock
 from domain.sales.models import Transaction
 from reconcile.batch import apply_batch
 from reconcile.envelope import parse_envelope
-from tests.contract.sync_support import recent
+from tests.support.sync_support import recent
 
 
 def batch(n: int) -> list[dict[str, Any]]:

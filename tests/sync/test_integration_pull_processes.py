@@ -20,7 +20,7 @@ from domain.db import Database
 from domain.feed.models import FeedEntry
 from domain.settings import Settings
 from tests.conftest import SECRET, bearer
-from tests.pull_support import ServerProcess, create_owned, touch_owned, update_customer
+from tests.support.pull_support import ServerProcess, create_owned, touch_owned, update_customer
 
 URL = "/api/v1/sync/changes"
 WRITE_SECONDS = 10.0

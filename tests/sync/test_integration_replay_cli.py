@@ -17,7 +17,7 @@ from domain.db import Database
 from domain.settings import Settings
 from reconcile.batch import apply_batch
 from reconcile.envelope import parse_envelope
-from tests.contract.sync_support import table_fingerprint
+from tests.support.sync_support import table_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 
