@@ -47,6 +47,19 @@ CONTEXTS = {
 }
 # Files whose first word does not say their context, or that would read badly by the rule.
 MOVES = {
+    "tests/integration/test_console_browser.py": "tests/console/test_integration_browser.py",
+    "tests/integration/test_console_pages.py": "tests/console/test_integration_pages.py",
+    "tests/integration/test_db_sync_wait.py": "tests/platform/test_integration_db_sync_wait.py",
+    "tests/integration/test_housekeeping.py": "tests/platform/test_integration_housekeeping.py",
+    "tests/integration/test_metrics.py": "tests/platform/test_integration_metrics.py",
+    "tests/integration/test_meter_billing.py": "tests/sales/test_integration_meter_billing.py",
+    "tests/integration/test_outbox_api.py": "tests/invoicing/test_integration_outbox_api.py",
+    "tests/integration/test_outbox_processes.py": "tests/invoicing/test_integration_outbox_processes.py",
+    "tests/integration/test_security_authn.py": "tests/accounts/test_integration_authn.py",
+    "tests/integration/test_security_throttle.py": "tests/accounts/test_integration_throttle_concurrent.py",
+    "tests/integration/test_security_input.py": "tests/api/test_integration_input_text.py",
+    "tests/unit/test_security_files.py": "tests/platform/test_unit_file_permissions.py",
+    "tests/property/test_sync_state_machine.py": "tests/sync/test_property_state_machine.py",
     "tests/unit/test_codec.py": "tests/platform/test_unit_codec.py",
     "tests/unit/test_layering.py": "tests/platform/test_unit_layering.py",
     "tests/unit/test_money.py": "tests/platform/test_unit_money.py",

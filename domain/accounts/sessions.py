@@ -123,6 +123,7 @@ class _Checked:
 
 def _check_password(db: Database, username: str, password: str, client_addr: str) -> _Checked:
     now = utcnow()
+
     # 1. Reserve the attempt (committed, in flight), so that concurrent attempts see each other.
     def reserve(uow: Any) -> int:
         prune_attempts(uow.session, now, db.settings.login_attempts_keep_days)  # housekeeping, bounded

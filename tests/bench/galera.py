@@ -30,8 +30,8 @@ from domain.db import Database  # noqa: E402
 from domain.demo import load_demo  # noqa: E402
 from domain.schema import upgrade  # noqa: E402
 from tests.conftest import bearer, reset_mysql_schema, test_settings, user_id  # noqa: E402
-from tests.contract.sync_support import recent  # noqa: E402
 from tests.reliability.galera_support import Tally, send, servers  # noqa: E402
+from tests.support.sync_support import recent  # noqa: E402
 
 DATABASE = "lpg_bench_galera"
 

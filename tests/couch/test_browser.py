@@ -20,7 +20,7 @@ import pytest
 from domain.db import Database
 from tests.conftest import SECRET
 from tests.couch.support import node_modules
-from tests.pull_support import ServerProcess
+from tests.support.pull_support import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from domain.db import Database
 from tests.conftest import SECRET
 from tests.couch.support import NODE_DIR, node_modules
-from tests.pull_support import ServerProcess
+from tests.support.pull_support import ServerProcess
 
 
 def test_stock_pouchdb_replicates_both_ways(demo: Database, database_url: str, tmp_path: Path) -> None:

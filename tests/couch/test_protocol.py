@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from domain.db import Database
 from domain.feed.services import record_change
 from tests.conftest import bearer, user_id
-from tests.pull_support import create_owned, update_customer
+from tests.support.pull_support import create_owned, update_customer
 
 
 def basic(username: str, password: str) -> dict[str, str]:

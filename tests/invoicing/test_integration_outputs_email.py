@@ -17,9 +17,9 @@ from domain.errors import EmailFailed
 from domain.invoicing.models import EmailOutbox, Invoice, InvoiceEvent
 from domain.invoicing.outputs.mail import deliver, email_invoice
 from server import create_app
-from tests.integration.outbox_support import queue, send_all
-from tests.integration.outputs_data import make_invoice
-from tests.integration.outputs_smtp import Inbox, attachment, free_port, running
+from tests.support.outbox_support import queue, send_all
+from tests.support.outputs_data import make_invoice
+from tests.support.outputs_smtp import Inbox, attachment, free_port, running
 
 ADMIN = Actor(1, "admin", "admin")
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from domain.invoicing.models import Invoice, InvoiceLine
 from domain.invoicing.outputs.escpos import receipt
 from domain.invoicing.outputs.pdf import read_view
-from tests.integration.outbox_support import queue, send_all
-from tests.integration.outputs_smtp import Inbox, attachment, running
-from tests.sales_support import DRIVER1, empty, full, half, sell
+from tests.support.outbox_support import queue, send_all
+from tests.support.outputs_smtp import Inbox, attachment, running
+from tests.support.sales_support import DRIVER1, empty, full, half, sell
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from domain.invoicing.models import Invoice
 from domain.logistics.models import TruckStock
 from domain.sales.models import Transaction
 from reconcile.models import AppliedChange
-from tests.contract.sync_support import recent
+from tests.support.sync_support import recent
 
 SUMMARY: Tally[str] = Tally()
 

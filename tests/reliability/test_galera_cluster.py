@@ -37,7 +37,6 @@ from domain.invoicing.models import Invoice
 from domain.sales.models import Transaction
 from domain.settings import Settings
 from tests.conftest import GALERA_URLS, bearer, user_id
-from tests.contract.sync_support import recent
 from tests.reliability.galera_support import (
     Tally,
     galera,
@@ -47,6 +46,7 @@ from tests.reliability.galera_support import (
     table_checksums,
     wait_for_same_position,
 )
+from tests.support.sync_support import recent
 
 pytestmark = [pytest.mark.galera, pytest.mark.mysql_only, pytest.mark.slow]
 

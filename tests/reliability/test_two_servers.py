@@ -18,10 +18,10 @@ import pytest
 from domain.db import Database
 from domain.settings import Settings
 from tests.conftest import SECRET, bearer
-from tests.integration.test_pull_processes import Follower, final_versions
 from tests.reliability.processes import Server
 from tests.reliability.support import SUMMARY, assert_applied_once, sales_batch, state
 from tests.reliability.test_database_restart import give_truck_stock
+from tests.sync.test_integration_pull_processes import Follower, final_versions
 
 FIRST_PORT = 18140
 DEVICES = 50

@@ -12,10 +12,10 @@ from domain.accounts.policy import Actor
 from domain.errors import EmailFailed
 from domain.invoicing.outputs.mail import email_invoice
 from domain.sales.services import create_transaction
-from tests.integration.audit_cases import AuditCase, AuditWorld, entry
-from tests.integration.outbox_support import queue, send_all
-from tests.integration.outputs_smtp import Inbox, running
-from tests.sales_support import full, sale
+from tests.support.audit_cases import AuditCase, AuditWorld, entry
+from tests.support.outbox_support import queue, send_all
+from tests.support.outputs_smtp import Inbox, running
+from tests.support.sales_support import full, sale
 
 SOLD = [entry("confirm", "transaction", "after", "stock", actor="driver"), entry("create", "invoice", actor="driver")]
 REFUSE = "554 5.7.1 Message rejected"

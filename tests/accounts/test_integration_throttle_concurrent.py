@@ -1,6 +1,6 @@
 """The login throttle counts only attempts that FAILED: a shift of drivers behind one NAT all log in at once,
 an attempt in flight makes a later one wait for its outcome instead of counting as a failure, and failures
-still lock as before (tests/integration/test_accounts_throttle.py)."""
+still lock as before (tests/accounts/test_integration_throttle.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from domain.accounts.throttle import MAX_FAILURES_PER_ADDRESS, STALE
 from domain.clock import utcnow
 from domain.db import Database
 from domain.settings import Settings
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
 
 LOGIN = "/api/v1/auth/login/"
 NAT = "198.51.100.40"

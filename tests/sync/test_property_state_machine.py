@@ -51,7 +51,7 @@ from domain.logistics.models import Distribution
 from domain.sales.models import Transaction
 from reconcile.models import AppliedChange
 from tests.conftest import ENGINE, bearer
-from tests.property.test_logistics_conservation import database_factory, per_model, read_stock
+from tests.logistics.test_property_conservation import database_factory, per_model, read_stock
 
 DEFAULT_EXAMPLES = 300 if ENGINE == "sqlite" else 100
 EXAMPLES = int(os.environ.get("LPG_STATE_MACHINE_EXAMPLES", DEFAULT_EXAMPLES))

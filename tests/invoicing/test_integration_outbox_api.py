@@ -15,10 +15,10 @@ from domain.invoicing import outbox
 from domain.invoicing.models import EmailOutbox, Invoice
 from domain.settings import Settings
 from tests.conftest import bearer
-from tests.integration.outbox_support import queue, send_all
-from tests.integration.outputs_data import make_invoice
-from tests.integration.outputs_smtp import Inbox, running
-from tests.sales_support import full, sale_payload, sell
+from tests.support.outbox_support import queue, send_all
+from tests.support.outputs_data import make_invoice
+from tests.support.outputs_smtp import Inbox, running
+from tests.support.sales_support import full, sale_payload, sell
 
 
 def test_concurrent_claims_never_share_a_row(demo: Database, settings: Settings) -> None:

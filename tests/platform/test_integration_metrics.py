@@ -22,9 +22,9 @@ from domain.db import Database
 from domain.feed.services import current_seq
 from domain.settings import Settings
 from tests.conftest import ENGINE, SECRET
-from tests.contract.sync_support import push, recent
-from tests.integration.outbox_support import queue
-from tests.sales_support import full, sale_payload
+from tests.support.outbox_support import queue
+from tests.support.sales_support import full, sale_payload
+from tests.support.sync_support import push, recent
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"

@@ -3,7 +3,7 @@ address, which is not part of the API)."""
 
 from __future__ import annotations
 
-from tests.contract.rbac.matrix import RbacRow, Request, World, expect
+from tests.rbac.matrix import RbacRow, Request, World, expect
 
 ADMIN_ONLY = expect(401, 403, 403, 200)
 
@@ -13,8 +13,8 @@ def failed_email(world: World) -> Request:
     from sqlalchemy import select, update
 
     from domain.invoicing.models import EmailOutbox
-    from tests.integration.outbox_support import queue
-    from tests.integration.outputs_data import make_invoice
+    from tests.support.outbox_support import queue
+    from tests.support.outputs_data import make_invoice
 
     row = world.db.read(lambda s: s.scalars(select(EmailOutbox.id)).first())
     if row is None:

@@ -20,8 +20,8 @@ from domain.db import Database
 from domain.feed.models import FeedEntry
 from domain.settings import Settings
 from tests.conftest import bearer
-from tests.integration.outbox_support import Server
-from tests.sales_support import full, sale_payload
+from tests.support.outbox_support import Server
+from tests.support.sales_support import full, sale_payload
 
 
 def writes(db: Database) -> tuple[int, int]:

@@ -23,10 +23,10 @@ from domain.db import Database
 from domain.invoicing.models import EmailOutbox, Invoice
 from domain.settings import Settings
 from tests.conftest import bearer
-from tests.contract.sync_support import recent
-from tests.integration.outbox_support import Server
-from tests.integration.outputs_smtp import running
-from tests.sales_support import full, sale_payload
+from tests.support.outbox_support import Server
+from tests.support.outputs_smtp import running
+from tests.support.sales_support import full, sale_payload
+from tests.support.sync_support import recent
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = (18610, 18611)

@@ -15,9 +15,9 @@ from domain.db import Database
 from domain.invoicing.outputs.escpos import receipt
 from domain.invoicing.outputs.render import load_view
 from domain.settings import Settings
-from tests.contract.sync_support import by_temp_id, push, table_fingerprint
-from tests.integration.outputs_data import make_invoice
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
+from tests.support.outputs_data import make_invoice
+from tests.support.sync_support import by_temp_id, push, table_fingerprint
 
 CUSTOMERS = "/api/v1/customers/"
 EVIL = "Kopi\x1bp\x00\x19\xfa Corner"

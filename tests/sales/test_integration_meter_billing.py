@@ -17,9 +17,9 @@ from domain.db import Database
 from domain.errors import MeterRegression
 from domain.invoicing.models import Invoice, InvoiceLine
 from domain.sales.models import MeterReading
-from tests.contract.sync_support import by_temp_id, push, recent
-from tests.integration.test_sales_transactions import reading, sell
-from tests.sales_support import sale_payload, traces, when
+from tests.sales.test_integration_transactions import reading, sell
+from tests.support.sales_support import sale_payload, traces, when
+from tests.support.sync_support import by_temp_id, push, recent
 
 
 def meter_of(db: Database, customer: int) -> Meter:

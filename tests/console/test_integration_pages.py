@@ -20,7 +20,7 @@ from domain.sales.models import Transaction
 from domain.settings import Settings
 from reconcile.models import RejectedChange
 from tests.conftest import ENGINE, bearer
-from tests.contract.sync_support import count, push, recent, table_fingerprint
+from tests.support.sync_support import count, push, recent, table_fingerprint
 
 DEVICE = "tab-017"
 

@@ -14,7 +14,7 @@ from domain.accounts.authn import resolve
 from domain.db import Database
 from domain.errors import InvalidCredentials, InvalidToken, NotAuthenticated
 from domain.settings import Settings
-from tests.integration.test_http_edge import assert_error
+from tests.api.test_integration_http_edge import assert_error
 
 LOGIN, REFRESH, LOGOUT = "/api/v1/auth/login/", "/api/v1/auth/refresh/", "/api/v1/auth/logout/"
 DRIVER1 = {"username": "driver1", "password": "driver1-lpg-2026"}
