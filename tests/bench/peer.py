@@ -102,9 +102,9 @@ class Peer:
 
 
 @contextmanager
-def pouchdb_server() -> Iterator[Peer]:
+def pouchdb_server(port: int | None = None) -> Iterator[Peer]:
     binary = ensure_installed()
-    port = _free_port()
+    port = port or _free_port()
     data = Path(tempfile.mkdtemp(prefix="lpg-peer-data-"))
     proc = subprocess.Popen(
         [str(binary), "-p", str(port), "-o", "127.0.0.1", "-d", str(data), "-c", str(data / "config.json")],
