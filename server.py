@@ -11,6 +11,7 @@ import sys
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
@@ -25,6 +26,7 @@ from domain.api import (
     server_error_handler,
 )
 from domain.db import Database
+from domain.dbfaults import RETRY_AFTER_UNAVAILABLE
 from domain.errors import ServiceUnavailable
 from domain.schema import current_revision, upgrade
 from domain.settings import Settings
@@ -45,11 +47,18 @@ class Health(BaseModel):
 @system.get("/api/v1/health", auth=PUBLIC, errors=("service_unavailable",), response=Health)
 def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness and readiness: the database answers and its schema revision."""
-    try:
+
+    def probe() -> str | None:
         with ctx.db.engine.connect() as conn:
-            revision = current_revision(conn)
+            conn.execute(text("SELECT 1"))  # current_revision takes any error for "no schema yet"
+            return current_revision(conn)
+
+    try:
+        # Two attempts: a pooled connection that died since its last use is dropped and a fresh one tried.
+        revision = ctx.db.retrying(probe, idempotent=True, attempts=2)
     except Exception as exc:
-        raise ServiceUnavailable("the database does not answer", {"reason": type(exc).__name__}) from exc
+        details = {"reason": type(exc).__name__, "retry_after": RETRY_AFTER_UNAVAILABLE}
+        raise ServiceUnavailable("the database does not answer", details) from exc
     return {"status": "ok", "database": ctx.db.dialect, "schema": revision}
 
 

@@ -30,6 +30,7 @@ from domain.accounts.policy import Actor, require_admin
 from domain.accounts.sessions import session_revoked
 from domain.accounts.tokens import ACCESS, decode_token
 from domain.db import Database, UnitOfWork
+from domain.dbfaults import database_fault_response
 from domain.errors import (
     DomainError,
     InvalidToken,
@@ -185,7 +186,7 @@ def error_response(
 
 def domain_error_response(exc: DomainError, fmt: str = codec.JSON) -> Response:
     headers = {}
-    if exc.status == 429 and "retry_after" in exc.details:
+    if exc.status in (429, 503) and "retry_after" in exc.details:
         headers["Retry-After"] = str(exc.details["retry_after"])
     if exc.status == 401:
         headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
@@ -210,9 +211,25 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, {}, _safe_format(request), dict(exc.headers or {}))
 
 
+def database_error_response(exc: BaseException, fmt: str = codec.JSON) -> Response | None:
+    """A database fault (not a bug) as `503 service_unavailable` with Retry-After; None for anything else."""
+    answer = database_fault_response(exc)
+    if answer is None:
+        return None
+    return error_response(answer.status, answer.code, answer.message, answer.details, fmt, answer.headers)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """The last resort: a database fault is a 503 the client may retry; anything else is a bug (500)."""
+    fault = database_error_response(exc, _safe_format(request))
+    if fault is not None:
+        log.warning("database fault on %s %s: %s", request.method, request.url.path, exc)
+        return fault
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "the server failed; nothing was changed", {}, _safe_format(request))
+    # A bug may strike after a commit (while the answer is built), so nothing is claimed about the data.
+    return error_response(
+        500, "internal_error", "the server failed; report it with the X-Request-ID", {}, _safe_format(request)
+    )
 
 
 # -- the wrapper ---------------------------------------------------------------------------------------

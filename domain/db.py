@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from domain import dbfaults
+from domain.dbfaults import DatabaseUnavailable, Fault, RetryPolicy
 from domain.settings import Settings
 
 log = logging.getLogger("lpg.db")
@@ -31,8 +34,7 @@ T = TypeVar("T")
 
 READONLY = "lpg_readonly"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# MariaDB: 1213 deadlock victim, 1205 lock wait timeout. Both leave the database unchanged: retry the unit.
-RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+MYSQL_CONNECT_TIMEOUT = 5  # seconds: an unreachable database answers 503 soon, not after the OS's minutes
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -42,13 +44,16 @@ def make_engine(settings: Settings) -> Engine:
     if url.get_backend_name() in {"mysql", "mariadb"}:
         query = dict(url.query)
         query.setdefault("charset", "utf8mb4")
+        query.setdefault("connect_timeout", str(MYSQL_CONNECT_TIMEOUT))
         url = url.set(query=query)
+        # No pool pre-ping (a round trip per checkout): a pooled connection found dead raises a disconnect
+        # error on its first statement; SQLAlchemy then invalidates it and every older pooled connection
+        # (see `dbfaults.install`), and `Database.run` runs the unit again on a fresh connection.
         return create_engine(
             url,
             isolation_level="READ COMMITTED",
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
             pool_recycle=1800,
         )
     raise ValueError(f"unsupported database: {url.get_backend_name()}")
@@ -89,8 +94,10 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings)
+        dbfaults.install(self.engine)
         self.read_engine = self.engine.execution_options(**{READONLY: True})
         self.dialect = "sqlite" if self.engine.dialect.name == "sqlite" else "mysql"
+        self.policy = RetryPolicy(attempts=settings.db_attempts, total=settings.db_retry_seconds)
         self._retries = 0
         self._retries_lock = threading.Lock()
         # Called (from the committing thread) after every successful commit of a unit: wakes the pull
@@ -99,7 +106,7 @@ class Database:
 
     @property
     def retries(self) -> int:
-        """How many units were retried after a deadlock or lock timeout since start (a metric, not state)."""
+        """How many units were run again after a transient database fault since start (a metric, not state)."""
         return self._retries
 
     def session(self, readonly: bool = False) -> Session:
@@ -112,32 +119,66 @@ class Database:
     def unit(self, readonly: bool = False) -> UnitOfWork:
         return UnitOfWork(self, readonly=readonly)
 
-    def run(self, work: Callable[[UnitOfWork], T], *, attempts: int = 5) -> T:
-        """Run `work` in one unit and commit it; a deadlock victim is rolled back and run again."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.unit() as uow:
-                    result = work(uow)
-                    uow.commit()
-                    return result
-            except DBAPIError as exc:
-                if attempt == attempts or not self.is_retryable(exc):
-                    raise
-                with self._retries_lock:
-                    self._retries += 1
-                log.warning("retrying a unit of work after %s (attempt %d)", exc.orig, attempt)
-        raise AssertionError("unreachable")
+    def run(self, work: Callable[[UnitOfWork], T], *, attempts: int | None = None) -> T:
+        """Run `work` in one unit and commit it. A transient fault rolls the unit back and runs it again.
+
+        A connection lost during COMMIT is not retried (the unit may have committed, and running it again
+        could do it twice): `DatabaseUnavailable` with `outcome_unknown`."""
+
+        def once() -> T:
+            with self.unit() as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+
+        return self.retrying(once, attempts=attempts)
 
     def read(self, work: Callable[[Session], T]) -> T:
-        """Run a read-only query function in one snapshot-free, lock-free transaction."""
-        with self.unit(readonly=True) as uow:
-            return work(uow.session)
+        """Run a read-only query function in one snapshot-free, lock-free transaction (retried like `run`)."""
+
+        def once() -> T:
+            with self.unit(readonly=True) as uow:
+                return work(uow.session)
+
+        return self.retrying(once, idempotent=True)
+
+    def retrying(self, attempt: Callable[[], T], *, idempotent: bool = False, attempts: int | None = None) -> T:
+        """Call `attempt` (which opens and ends its own units) until it succeeds, under the retry policy.
+
+        `idempotent`: running it again after an unknown outcome is safe (a push, a read), so a connection
+        lost during COMMIT is retried too. When the attempts or the time run out, or the database does
+        not answer, `DatabaseUnavailable` (the edge answers 503 with Retry-After). Other errors propagate."""
+        policy = self.policy
+        limit = attempts or policy.attempts
+        started = time.monotonic()
+        unknown = False
+        number = 0
+        while True:
+            number += 1
+            try:
+                return attempt()
+            except Exception as exc:
+                fault = dbfaults.classify(exc)
+                if fault is None or isinstance(exc, DatabaseUnavailable):
+                    raise
+                unknown = unknown or fault.outcome_unknown
+                if fault.outcome_unknown and not idempotent:
+                    raise self._give_up(fault, number, unknown, idempotent) from exc
+                pause = policy.backoff(number)
+                if number >= limit or time.monotonic() - started + pause > policy.total:
+                    raise self._give_up(fault, number, unknown, idempotent) from exc
+                with self._retries_lock:
+                    self._retries += 1
+                log.warning("database %s (attempt %d of %d), retrying: %s", fault.kind, number, limit, fault.reason)
+                time.sleep(pause)
+
+    def _give_up(self, fault: Fault, attempts: int, unknown: bool, idempotent: bool) -> DatabaseUnavailable:
+        log.error("database %s, giving up after %d attempt(s): %s", fault.kind, attempts, fault.reason)
+        return DatabaseUnavailable(fault, attempts=attempts, outcome_unknown=unknown, idempotent=idempotent)
 
     def is_retryable(self, exc: DBAPIError) -> bool:
-        orig = exc.orig
-        if self.dialect == "mysql":
-            return bool(getattr(orig, "args", None)) and orig.args[0] in RETRYABLE_MYSQL_ERRORS  # type: ignore[union-attr]
-        return isinstance(exc, OperationalError) and "locked" in str(orig)
+        """A database fault (contention, a lost connection, ...) rather than a refusal of this data."""
+        return dbfaults.classify(exc) is not None
 
     def dispose(self) -> None:
         self.engine.dispose()

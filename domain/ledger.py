@@ -34,6 +34,7 @@ from domain.clock import rfc3339, utcnow
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
 LEDGER_KEY = "lpg_ledger"
+LEDGER_SEQ_KEY = "lpg_ledger_seq"  # session.info: the feed seq this transaction's ledger write reached
 AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
 FEED_COUNTER = "feed"
 AUDIT_COUNTER = "audit"
@@ -329,6 +330,7 @@ def write_ledger(session: Session) -> None:
     for row in feed_rows:
         seq += 1
         row["seq"] = seq
+    session.info[LEDGER_SEQ_KEY] = seq
     entry_id, prev = audit_counter.value, audit_counter.head or GENESIS_HASH
     for row in audit_rows:
         entry_id += 1

@@ -54,6 +54,8 @@ class Settings:
     occurred_at_window_days: int = 60
     max_body_bytes: int = MAX_BODY_BYTES
     db_pool_size: int = 20
+    db_attempts: int = 6  # attempts of a unit of work after transient database faults (see domain.dbfaults)
+    db_retry_seconds: float = 8.0  # no new attempt starts later than this after the first
     sqlite_synchronous: str = "FULL"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -99,6 +101,8 @@ class Settings:
             refresh_ttl_seconds=_int("LPG_REFRESH_TTL", get("LPG_REFRESH_TTL"), 7 * 24 * 3600),
             occurred_at_window_days=_int("LPG_OCCURRED_AT_WINDOW_DAYS", get("LPG_OCCURRED_AT_WINDOW_DAYS"), 60),
             db_pool_size=_int("LPG_DB_POOL_SIZE", get("LPG_DB_POOL_SIZE"), 20),
+            db_attempts=_int("LPG_DB_ATTEMPTS", get("LPG_DB_ATTEMPTS"), 6),
+            db_retry_seconds=float(_decimal("LPG_DB_RETRY_SECONDS", get("LPG_DB_RETRY_SECONDS"), "8")),
             sqlite_synchronous=get("LPG_SQLITE_SYNCHRONOUS", "FULL").upper(),
             smtp_host=get("LPG_SMTP_HOST", "127.0.0.1"),
             smtp_port=_int("LPG_SMTP_PORT", get("LPG_SMTP_PORT"), 25),
@@ -118,6 +122,8 @@ class Settings:
             settings = replace(settings, **overrides)  # type: ignore[arg-type]
         if settings.env not in {"development", "production", "test"}:
             raise ConfigurationError("LPG_ENV must be development, production or test")
+        if settings.db_attempts < 1 or settings.db_retry_seconds <= 0:
+            raise ConfigurationError("LPG_DB_ATTEMPTS must be at least 1 and LPG_DB_RETRY_SECONDS above 0")
         if settings.sqlite_synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("LPG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if not settings.secret_key:

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from domain import dbfaults
 from domain.accounts.models import Device
 from domain.accounts.policy import Actor
 from domain.catalog import lookups
@@ -54,7 +55,7 @@ from domain.errors import (
 )
 from domain.feed.services import current_seq
 from domain.invoicing.outputs.mail import after_confirms
-from domain.ledger import flush_all, ledger_of, settle_audits
+from domain.ledger import LEDGER_SEQ_KEY, flush_all, ledger_of, settle_audits
 from domain.logistics.stock import forget_locks
 from domain.sales.planning import forget_meters
 from domain.service import Call, Outcome
@@ -66,7 +67,6 @@ from reconcile.ops import OPS, Op, references_of
 from reconcile.tripwire import added_count
 
 log = logging.getLogger("lpg.reconcile")
-ATTEMPTS = 5
 CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the ops that can issue an invoice
 
 # Called once a batch has committed (never for a dry run or a refused atomic batch) with the ids of the
@@ -491,22 +491,17 @@ def apply_batch(
     """Run a push (or a replay) and build the response. Deadlock victims are retried whole. Once the batch
     has committed, `after_commit` gets the invoices its confirms issued (outside the transaction)."""
     batch_id = batch_id or uuid.uuid4().hex
-    for attempt in range(1, ATTEMPTS + 1):
+    # A push is idempotent (client_temp_ids): after a transient fault, and also after a connection lost
+    # during COMMIT, running the whole batch again is what the device's resend would do; a batch that did
+    # commit then answers its changes as duplicates with the same ids.
+    runner, response = db.retrying(lambda: _attempt(db, actor, envelope, dry_run, batch_id, resolver), idempotent=True)
+    issued = runner.issued_invoices() if runner.committed else []
+    if issued and after_commit is not None:
         try:
-            runner, response = _attempt(db, actor, envelope, dry_run, batch_id, resolver)
-        except DBAPIError as exc:
-            if attempt == ATTEMPTS or not db.is_retryable(exc):
-                raise
-            log.warning("retrying batch %s after %s", batch_id, exc.orig)
-            continue
-        issued = runner.issued_invoices() if runner.committed else []
-        if issued and after_commit is not None:
-            try:
-                after_commit(db, issued)
-            except Exception:  # the batch has committed: its answer must reach the device regardless
-                log.exception("batch %s: the after-commit hook failed for invoices %s", batch_id, issued)
-        return response
-    raise AssertionError("unreachable")
+            after_commit(db, issued)
+        except Exception:  # the batch has committed: its answer must reach the device regardless
+            log.exception("batch %s: the after-commit hook failed for invoices %s", batch_id, issued)
+    return response
 
 
 def _attempt(
@@ -600,8 +595,23 @@ def _response(db: Database, runner: Runner, now: datetime, dry_run: bool) -> dic
             if wire.get("number"):
                 entry["number"] = wire["number"]
             id_map[wire["client_temp_id"]] = entry
-    last_seq = db.read(current_seq)
+    last_seq = _last_seq(db, runner)
     response: dict[str, Any] = {"server_ts": rfc3339(now), "id_map": id_map, "results": results, "last_seq": last_seq}
     if dry_run:
         response["dry_run"] = True
     return response
+
+
+def _last_seq(db: Database, runner: Runner) -> int:
+    """The feed's current seq for the answer. Read after the commit, so a fault here must not turn a
+    committed batch into an error: then the seq the batch's own ledger write reached is answered (every
+    change at or below it was committed by then), or 0 when the batch wrote no feed row (a client that
+    pulls from 0 receives everything again: more data, never a gap)."""
+    try:
+        return db.read(current_seq)
+    except Exception as exc:
+        if not runner.committed or dbfaults.classify(exc) is None:
+            raise
+        fallback = int(runner.uow.session.info.get(LEDGER_SEQ_KEY, 0))
+        log.warning("batch %s committed; last_seq read failed (%s): answering %d", runner.batch_id, exc, fallback)
+        return fallback

@@ -62,9 +62,9 @@ STATUS_TEXT = {
     413: "The body exceeds 5 MiB",
     415: "The Content-Type is neither JSON nor MessagePack",
     429: "Too many attempts",
-    500: "The server failed; nothing was changed",
+    500: "The server failed (a defect)",
     502: "An upstream service failed",
-    503: "The service is not available",
+    503: "The database is unavailable or too busy: send the same request again after Retry-After seconds",
 }
 
 
@@ -125,6 +125,7 @@ def error_codes(endpoint: Endpoint) -> dict[int, list[str]]:
     codes: set[str] = set(endpoint.errors)
     codes.add("not_acceptable")
     codes.add("internal_error")
+    codes.add("service_unavailable")  # a database fault: 503 with Retry-After (domain.dbfaults)
     takes_body = endpoint.body is not None or endpoint.raw_body or endpoint.method in BODY_METHODS
     if endpoint.query is not None or endpoint.body is not None:
         codes.add("validation_error")

@@ -173,7 +173,7 @@ def test_the_generator_on_a_probe_registry() -> None:
     schemas = doc["components"]["schemas"]
     assert schemas["Order"]["properties"]["lines"]["items"] == {"$ref": "#/components/schemas/Line"}, "hoisted"
     assert schemas["Order"]["additionalProperties"] is False
-    assert set(create["responses"]) == {"201", "400", "401", "406", "409", "413", "415", "500"}
+    assert set(create["responses"]) == {"201", "400", "401", "406", "409", "413", "415", "500", "503"}
     assert _codes(create, "409") == ["insufficient_stock"]
     assert set(_codes(create, "400")) == {"malformed_body", "read_only_field", "validation_error"}
     listing = doc["paths"]["/api/v1/orders/"]["get"]
@@ -200,6 +200,7 @@ def test_error_codes_of_a_public_get_without_parameters() -> None:
         401: ["invalid_token", "token_expired"],
         406: ["not_acceptable"],
         500: ["internal_error"],
+        503: ["service_unavailable"],
     }
 
 

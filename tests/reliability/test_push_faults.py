@@ -1,0 +1,242 @@
+"""Connection faults injected for real at each phase of a push, and a database that is not there.
+
+A TCP proxy (tests/reliability/proxy.py) sits between the server and MariaDB and cuts the server's
+connection when it sees the statement of a phase: the device row lock, the stock row lock, a document number
+counter lock, the ledger's late counter lock, COMMIT (before it reaches the database, or after: the answer
+is lost and the outcome unknown), and the `last_seq` read after COMMIT. Each phase once (the server's retry
+gets through) and always (the attempts run out). The answer is only ever 200 or 503 with Retry-After; the
+same batch sent again is applied or answered as duplicates; every change is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from domain.db import Database
+from domain.dbfaults import UNKNOWN_BATCH
+from domain.settings import Settings
+from server import create_app
+from tests.conftest import MYSQL_URL, bearer, user_id
+from tests.conftest import test_settings as settings_for
+from tests.reliability.proxy import FaultProxy
+from tests.reliability.support import SUMMARY, assert_applied_once, sales_batch, state
+
+PROXY_PORT = 18110
+DOWN_PORT = 3349  # nothing listens here: a database that is down
+COMMIT = r"\x03COMMIT\Z"
+DEVICE_WRITE = r"UPDATE devices SET"  # every attempt of a push writes its device row last, before COMMIT
+PHASES: dict[str, tuple[str, str, str | None]] = {
+    "device_lock": (r"FROM devices\b.*FOR UPDATE", "before", None),
+    "stock_lock": (r"FROM truck_stock\b.*FOR UPDATE", "before", None),
+    "number_counter_lock": (r"FROM counters\b.*'TRX-\d+' FOR UPDATE", "before", None),
+    "ledger_counter_lock": (r"IN \('audit', 'feed'\).*FOR UPDATE", "before", None),
+    "commit_lost_before": (COMMIT, "before", DEVICE_WRITE),
+    "commit_answer_lost": (COMMIT, "after", DEVICE_WRITE),
+    "after_commit_last_seq": (
+        r"SELECT counters\.value\s+FROM counters\s+WHERE counters\.name = 'feed'\Z",
+        "before",
+        DEVICE_WRITE,
+    ),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if SUMMARY:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        line = "push faults: " + ", ".join(f"{k} x{v}" for k, v in sorted(SUMMARY.items()))
+        if reporter is not None:
+            reporter.write_line("\n" + line)
+
+
+def proxied_url(port: int) -> str:
+    return MYSQL_URL.replace("127.0.0.1:3306", f"127.0.0.1:{port}")
+
+
+@pytest.fixture
+def proxy(demo: Database) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(3306, PROXY_PORT)
+    yield fault_proxy
+    fault_proxy.close()
+
+
+@pytest.fixture
+def proxied(proxy: FaultProxy, settings: Settings) -> Iterator[tuple[Database, TestClient]]:
+    through = settings_for(proxied_url(PROXY_PORT))
+    database = Database(through)
+    with TestClient(create_app(through, database), base_url="http://127.0.0.1") as client:
+        yield database, client
+    database.dispose()
+
+
+def check_answer(response: Any) -> None:
+    assert response.status_code in (200, 503), response.text
+    if response.status_code == 503:
+        assert int(response.headers["Retry-After"]) > 0
+        error = response.json()["error"]
+        assert error["code"] == "service_unavailable"
+        assert "nothing was changed" not in error["message"]
+
+
+@pytest.mark.mysql_only
+@pytest.mark.parametrize("mode", ["once", "always"])
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_a_fault_at_each_phase_of_a_push(
+    demo: Database,
+    settings: Settings,
+    proxy: FaultProxy,
+    proxied: tuple[Database, TestClient],
+    phase: str,
+    mode: str,
+) -> None:
+    _, client = proxied
+    headers = bearer(settings, user_id(demo, "driver1"))
+    before = state(demo)
+    envelope = {"device_id": f"tab-{phase}", "changes": sales_batch(phase, 3)}
+    pattern, when, armed_by = PHASES[phase]
+    times = 1 if mode == "once" else 50
+    rule = proxy.add(pattern, when, times, armed_by=armed_by, same_connection=phase != "after_commit_last_seq")
+    first = client.post("/api/v1/sync/push", json=envelope, headers=headers)
+    proxy.clear()
+    assert rule.hits >= 1, f"the fault at {phase} was not injected"
+    check_answer(first)
+    SUMMARY[f"{phase}/{mode}: {rule.hits} cut(s) -> {first.status_code}"] += 1
+    if first.status_code == 503 and phase.startswith("commit"):
+        assert first.json()["error"]["message"] == UNKNOWN_BATCH
+    if mode == "once":
+        assert first.status_code == 200, "one fault is absorbed by the server's own retry"
+    if phase == "after_commit_last_seq":
+        assert first.status_code == 200, "a committed batch is never turned into an error"
+        assert first.json()["last_seq"] > 0
+    again = client.post("/api/v1/sync/push", json=envelope, headers=headers)
+    assert again.status_code == 200, again.text
+    statuses = {r["status"] for r in again.json()["results"]}
+    assert statuses <= {"applied", "duplicate"}
+    if first.status_code == 200:
+        assert statuses == {"duplicate"}
+        assert again.json()["id_map"] == first.json()["id_map"], "the resend names the same records"
+    assert_applied_once(demo, before, batches=1, per_batch=3)
+
+
+def server_threads(db: Database, like: str) -> list[int]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = DATABASE() AND id <> CONNECTION_ID() AND info LIKE :like"
+            ),
+            {"like": like},
+        ).all()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.mysql_only
+def test_kill_query_and_kill_connection_while_a_push_waits_on_a_stock_lock(demo: Database, settings: Settings) -> None:
+    """The test holds truck 1's stock row; the push waits on it; `KILL QUERY` (1317), then `KILL CONNECTION`
+    (a lost connection): the server runs the unit again each time, and succeeds once the lock is released."""
+    server_db = Database(settings)
+    client = TestClient(create_app(settings, server_db), base_url="http://127.0.0.1")
+    headers = bearer(settings, user_id(demo, "driver1"))
+    before = state(demo)
+    envelope = {"device_id": "tab-kill", "changes": sales_batch("kill", 2)}
+    answers: list[Any] = []
+    holder = demo.engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT full FROM truck_stock WHERE truck_id = 1 FOR UPDATE")).all()
+    pusher = threading.Thread(
+        target=lambda: answers.append(client.post("/api/v1/sync/push", json=envelope, headers=headers))
+    )
+    pusher.start()
+    killed = []
+    try:
+        for kill in ("KILL QUERY", "KILL CONNECTION"):
+            deadline = time.monotonic() + 20
+            while not (waiting := server_threads(demo, "%FROM truck_stock%FOR UPDATE%")):
+                assert time.monotonic() < deadline, "the push never waited on the stock lock"
+                time.sleep(0.05)
+            with demo.engine.connect() as killer:
+                killer.exec_driver_sql(f"{kill} {waiting[0]}")
+            killed.append(kill)
+            time.sleep(0.2)
+        deadline = time.monotonic() + 20
+        while not server_threads(demo, "%FROM truck_stock%FOR UPDATE%"):
+            assert time.monotonic() < deadline, "the push did not come back after the kills"
+            time.sleep(0.05)
+    finally:
+        holder.rollback()
+        holder.close()
+        pusher.join(timeout=60)
+    assert answers and answers[0].status_code == 200, answers[0].text if answers else "no answer"
+    assert server_db.retries >= 2
+    SUMMARY[f"kill_query+kill_connection on a stock lock -> {answers[0].status_code}"] += 1
+    assert_applied_once(demo, before, batches=1, per_batch=2)
+    server_db.dispose()
+
+
+@pytest.mark.mysql_only
+def test_dead_pooled_connections_are_replaced_without_pre_ping(demo: Database, settings: Settings) -> None:
+    """No pre-ping: every pooled connection killed behind the server's back costs one failed statement,
+    after which the pool is invalidated and the request is served on a fresh connection."""
+    server_db = Database(settings)
+    assert server_db.engine.pool._pre_ping is False  # type: ignore[attr-defined]
+    headers = bearer(settings, user_id(demo, "driver1"))
+    with TestClient(create_app(settings, server_db), base_url="http://127.0.0.1") as client:
+        for _ in range(3):
+            assert client.get("/api/v1/customers/", headers=headers).status_code == 200
+        victims = server_threads(demo, "%") + idle_threads(demo)
+        with demo.engine.connect() as killer:
+            for thread_id in set(victims):
+                try:
+                    killer.exec_driver_sql(f"KILL CONNECTION {thread_id}")
+                except Exception:  # noqa: BLE001 (already gone)
+                    pass
+        demo.engine.dispose()  # the test's own pool held some of the killed ones
+        for _ in range(5):
+            response = client.get("/api/v1/customers/", headers=headers)
+            assert response.status_code == 200, response.text
+        push = client.post(
+            "/api/v1/sync/push", json={"device_id": "tab-pool", "changes": sales_batch("pool", 1)}, headers=headers
+        )
+        assert push.status_code == 200
+    assert server_db.retries >= 1, "the dead connection was met and the unit retried"
+    server_db.dispose()
+
+
+def idle_threads(db: Database) -> list[int]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()")
+        ).all()
+    return [row[0] for row in rows]
+
+
+def test_a_database_that_is_down_answers_503_with_retry_after(tmp_path: Any) -> None:
+    """Nothing listens on the database's port: push, REST reads and health say 503 with Retry-After."""
+    down = settings_for(f"mysql+pymysql://root@127.0.0.1:{DOWN_PORT}/lpg", db_retry_seconds=1.0)
+    database = Database(down)
+    headers = bearer(down, 2)
+    with TestClient(create_app(down, database), base_url="http://127.0.0.1") as client:
+        answers = {
+            "health": client.get("/api/v1/health"),
+            "read": client.get("/api/v1/customers/", headers=headers),
+            "push": client.post(
+                "/api/v1/sync/push", json={"device_id": "tab-down", "changes": sales_batch("down", 1)}, headers=headers
+            ),
+            "pull": client.get("/api/v1/sync/changes", headers=headers),
+        }
+    for name, response in answers.items():
+        assert response.status_code == 503, (name, response.text)
+        assert int(response.headers["Retry-After"]) >= 1, name
+        error = response.json()["error"]
+        assert error["code"] == "service_unavailable", name
+        if name != "health":
+            assert "send the same request again as it is" in error["message"]
+    database.dispose()
