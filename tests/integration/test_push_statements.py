@@ -100,7 +100,7 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "ROLLBACK (pool reset)", "PING"}
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
     "sqlite": ((19, 25), (49, 55), (25, 31), (88, 94)),
-    "mysql": ((14, 23), (36, 45), (18, 27), (63, 72)),
+    "mysql": ((14, 20), (36, 42), (18, 24), (63, 69)),
 }
 
 
