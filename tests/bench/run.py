@@ -110,11 +110,20 @@ def hammer(port: int, request: Request, clients: int, seconds: float) -> Load:
     start = threading.Barrier(clients + 1, action=go, timeout=300)
 
     def once(conn: http.client.HTTPConnection, n: int, i: int) -> tuple[http.client.HTTPConnection, str | None]:
-        try:
-            return conn, request(conn, n, i)
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
-            conn.close()
-            return http.client.HTTPConnection("127.0.0.1", port, timeout=120), f"{exc.__class__.__name__}: {exc}"
+        for attempt in (1, 2):
+            try:
+                return conn, request(conn, n, i)
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
+                # The server closed an idle keep-alive connection: open another and send again (both
+                # servers' requests here are safe to resend: pushes are idempotent, POSTs make new docs).
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                if attempt == 2:
+                    return conn, f"{exc.__class__.__name__}: {exc}"
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+                conn.close()
+                return http.client.HTTPConnection("127.0.0.1", port, timeout=120), f"{exc.__class__.__name__}: {exc}"
+        raise AssertionError("unreachable")
 
     def client(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
