@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, event, func, insert, select, text, update
+from sqlalchemy import Table, case, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -293,11 +293,12 @@ def settle_audits(session: Session) -> None:
 def write_ledger(session: Session) -> None:
     """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
     ledger = session.info.get(LEDGER_KEY)
-    if ledger is not None:
-        write_numbers(session, ledger)
+    # Counter rows this transaction moves, written by one statement at the end: name -> value.
+    moved: dict[str, int] = dict(_moved_numbers(ledger)) if ledger is not None else {}
     # 1. Every new record gets its id.
     flush_all(session)
     if ledger is None or (not ledger.changes and not ledger.audits):
+        _move_counters(session, moved, None)
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
@@ -315,56 +316,66 @@ def write_ledger(session: Session) -> None:
     ]
     # 3. The late lock: both counter rows, always audit before feed.
     counters = {
-        c.name: c
-        for c in session.scalars(
-            select(Counter)
+        name: (value, head)
+        for name, value, head in session.execute(
+            select(Counter.name, Counter.value, Counter.head)
             .where(Counter.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
             .order_by(Counter.name)
             .with_for_update()
-            .execution_options(populate_existing=True)
         )
     }
-    feed_counter, audit_counter = counters[FEED_COUNTER], counters[AUDIT_COUNTER]
     # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
-    seq = feed_counter.value
+    seq = counters[FEED_COUNTER][0]
     for row in feed_rows:
         seq += 1
         row["seq"] = seq
     session.info[LEDGER_SEQ_KEY] = seq
-    entry_id, prev = audit_counter.value, audit_counter.head or GENESIS_HASH
-    for row in audit_rows:
-        entry_id += 1
-        row["id"], row["prev_hash"] = entry_id, prev
-        row["hash"] = prev = audit_hash(
-            entry_id,
-            row["at"],
-            row["user_id"],
-            row["device_id"],
-            row["action"],
-            row["entity_type"],
-            row["entity_id"],
-            row["context"],
-            prev,
-        )
-    # 5. Multi-row writes, then the counters move.
+    head = None
+    if audit_rows:
+        entry_id, prev = counters[AUDIT_COUNTER][0], counters[AUDIT_COUNTER][1] or GENESIS_HASH
+        for row in audit_rows:
+            entry_id += 1
+            row["id"], row["prev_hash"] = entry_id, prev
+            row["hash"] = prev = audit_hash(
+                entry_id,
+                row["at"],
+                row["user_id"],
+                row["device_id"],
+                row["action"],
+                row["entity_type"],
+                row["entity_id"],
+                row["context"],
+                prev,
+            )
+        moved[AUDIT_COUNTER], head = entry_id, prev
+    if feed_rows:
+        moved[FEED_COUNTER] = seq
+    # 5. Multi-row writes, then the counters move (one statement for all of them).
     _upsert_feed(session, feed_rows)
     for chunk in _chunks(audit_rows):
         session.execute(insert(AUDIT_TABLE), chunk)  # Core: no ORM bookkeeping per row
-    if feed_rows:
-        session.execute(update(Counter).where(Counter.name == FEED_COUNTER).values(value=seq))
-    if audit_rows:
-        session.execute(update(Counter).where(Counter.name == AUDIT_COUNTER).values(value=entry_id, head=prev))
-    session.expire(feed_counter)
-    session.expire(audit_counter)
+    _move_counters(session, moved, head)
     ledger.clear()
 
 
-def write_numbers(session: Session, ledger: Ledger) -> None:
-    """Move each number series used in this transaction to its last number (its row is locked since)."""
+def _moved_numbers(ledger: Ledger) -> Iterable[tuple[str, int]]:
+    """Each number series used in this transaction and its last number (its row is locked since)."""
     for name, (start, last) in ledger.numbers.items():
         if last != start:
-            session.execute(update(Counter).where(Counter.name == name).values(value=last))
+            yield name, last
     ledger.numbers.clear()
+
+
+def _move_counters(session: Session, moved: dict[str, int], audit_head: str | None) -> None:
+    """One UPDATE for every counter row the transaction moves (all of them locked by it already)."""
+    if not moved:
+        return
+    table: Table = Counter.__table__  # type: ignore[assignment]
+    column = table.c
+    values: dict[str, Any] = {"value": case(moved, value=column.name) if len(moved) > 1 else next(iter(moved.values()))}
+    if audit_head is not None:
+        values["head"] = case((column.name == AUDIT_COUNTER, audit_head), else_=column.head)
+    session.execute(update(table).where(column.name.in_(list(moved))).values(values))
 
 
 def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
