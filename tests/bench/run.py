@@ -386,7 +386,7 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
     setup.commit()
     setup.close()
 
-    def run(threads: int, seconds: float) -> Load:
+    def run(threads: int, seconds: float, first: int) -> Load:
         load = Load()
         lock = threading.Lock()
         stop_at = [0.0, 0.0]
@@ -399,9 +399,9 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
 
         def worker(n: int) -> None:
             conn = connect()
-            push(conn, n, 0)
+            push(conn, n, first)
             barrier.wait()
-            mine, i = [], 1
+            mine, i = [], first + 1
             while time.perf_counter() < stop_at[1]:
                 t0 = time.perf_counter()
                 push(conn, n, i)
@@ -420,9 +420,9 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
         load.elapsed = time.perf_counter() - stop_at[0]
         return load
 
-    fleet = run(CLIENTS, seconds)
+    fleet = run(CLIENTS, seconds, 0)
     log(f"  floor, customer push, 50 threads: {fleet.summary()}")
-    one = run(1, seconds / 2)
+    one = run(1, seconds / 2, 10_000_000)
     log(f"  floor, customer push, 1 thread: {one.summary()}")
     return [
         {"measure": "raw PyMySQL: 1-change customer push (9 round trips), 50 threads", "floor": fleet.summary()},
@@ -431,7 +431,9 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
 
 
 def floor_batch_rate(url: str, batches: int) -> float:
-    """500 customers, their idempotency records, feed and audit entries per transaction by `executemany`."""
+    """500 customers, their idempotency records, feed and audit entries per transaction by `executemany`.
+
+    Every value is a parameter: PyMySQL turns `executemany` into multi-row INSERTs only then."""
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
@@ -457,16 +459,28 @@ def floor_batch_rate(url: str, batches: int) -> float:
         cur.executemany(
             q(
                 "INSERT INTO customers (id, name, address, email, meter_rate, active, created_by, created_at, version,"
-                " last_modified) VALUES (%s, %s, %s, %s, 0, 1, 2, %s, 1, %s)"
+                " last_modified) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ),
-            [(i, f"Floor House {i}", f"{i} Jurong Port Rd", f"f{i}@example.sg", now, now) for i in ids],
+            [(i, f"Floor House {i}", f"{i} Jurong Port Rd", f"f{i}@example.sg", 0, 1, 2, now, 1, now) for i in ids],
         )
         cur.executemany(
             q(
                 "INSERT INTO sync_applied (device_id, client_temp_id, op, fingerprint, entity, entity_id, result,"
-                " created_at) VALUES ('floor-batch', %s, 'customer.create', %s, 'customer', %s, %s, %s)"
+                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             ),
-            [(f"fb-{i}", "f" * 64, i, '{"status":"applied","entity":"customer","id":%d}' % i, now) for i in ids],
+            [
+                (
+                    "floor-batch",
+                    f"fb-{i}",
+                    "customer.create",
+                    "f" * 64,
+                    "customer",
+                    i,
+                    '{"status":"applied","id":%d}' % i,
+                    now,
+                )
+                for i in ids
+            ],
         )
         lock = " FOR UPDATE" if not sqlite else ""
         cur.execute(f"SELECT name, value FROM counters WHERE name IN ('audit', 'feed') ORDER BY name{lock}")
@@ -475,16 +489,22 @@ def floor_batch_rate(url: str, batches: int) -> float:
         cur.executemany(
             q(
                 "INSERT INTO change_feed (seq, entity, entity_id, version, scope, deleted, last_modified, doc)"
-                " VALUES (%s, 'customer', %s, 1, 0, 0, %s, %s)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             ),
-            [(seq0 + k + 1, i, now, '{"id":%d,"name":"Floor House %d"}' % (i, i)) for k, i in enumerate(ids)],
+            [
+                (seq0 + k + 1, "customer", i, 1, 0, 0, now, '{"id":%d,"name":"Floor House %d"}' % (i, i))
+                for k, i in enumerate(ids)
+            ],
         )
         cur.executemany(
             q(
                 "INSERT INTO audit_log (id, at, user_id, device_id, action, entity_type, entity_id, context,"
-                " prev_hash, hash) VALUES (%s, %s, 2, 'floor-batch', 'create', 'customer', %s, '{}', %s, %s)"
+                " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             ),
-            [(audit0 + k + 1, now, i, "0" * 64, "1" * 64) for k, i in enumerate(ids)],
+            [
+                (audit0 + k + 1, now, 2, "floor-batch", "create", "customer", i, "{}", "0" * 64, "1" * 64)
+                for k, i in enumerate(ids)
+            ],
         )
         cur.execute(q("UPDATE counters SET value = %s WHERE name = 'feed'"), (seq0 + BATCH,))
         cur.execute(q("UPDATE counters SET value = %s, head = %s WHERE name = 'audit'"), (audit0 + BATCH, "1" * 64))
