@@ -99,8 +99,8 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "ROLLBACK (pool reset)", "PING"}
 # (statements, round trips) for: 1-change customer, 1-change confirmed sale, 500 customers, 500 confirmed
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
-    "sqlite": ((18, 24), (44, 50), (24, 30), (83, 89)),
-    "mysql": ((13, 19), (31, 37), (17, 23), (58, 64)),
+    "sqlite": ((14, 18), (40, 44), (20, 24), (79, 83)),
+    "mysql": ((10, 14), (28, 32), (14, 18), (55, 59)),
 }
 
 
