@@ -55,6 +55,10 @@ def make_engine(settings: Settings) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_recycle=1800,
+            # No ROLLBACK when a connection goes back to the pool (a round trip after every commit): every
+            # unit of work ends its transaction itself (commit, or rollback on leaving the block), and a
+            # SQLAlchemy Connection closed inside a transaction rolls it back before it is returned.
+            pool_reset_on_return=None,
         )
     raise ValueError(f"unsupported database: {url.get_backend_name()}")
 
