@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -28,6 +28,9 @@ from sqlalchemy.orm import Session
 from domain import dbfaults
 from domain.dbfaults import DatabaseUnavailable, Fault, RetryPolicy
 from domain.settings import Settings
+
+if TYPE_CHECKING:
+    from domain.ledger import UnitState
 
 log = logging.getLogger("lpg.db")
 T = TypeVar("T")
@@ -205,6 +208,13 @@ class UnitOfWork:
     @property
     def settings(self) -> Settings:
         return self.db.settings
+
+    @property
+    def state(self) -> UnitState:
+        """Everything this unit accumulated until its commit (see `domain.ledger.UnitState`)."""
+        from domain.ledger import unit_state
+
+        return unit_state(self.session)
 
     def __enter__(self) -> UnitOfWork:
         return self

@@ -38,10 +38,10 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+import reconcile.tripwire  # noqa: F401  (counts the ORM objects a change adds: UnitState.added)
 from domain import dbfaults
 from domain.accounts.models import Device
 from domain.accounts.policy import Actor
-from domain.catalog import lookups
 from domain.clock import rfc3339, utcnow
 from domain.db import Database, UnitOfWork
 from domain.errors import (
@@ -55,16 +55,13 @@ from domain.errors import (
 )
 from domain.feed.services import current_seq
 from domain.invoicing.outputs.mail import after_confirms
-from domain.ledger import LEDGER_SEQ_KEY, flush_all, ledger_of, settle_audits
-from domain.logistics.stock import forget_locks
-from domain.sales.planning import forget_meters
+from domain.ledger import flush_all, ledger_of, settle_audits, unit_state
 from domain.service import Call, Outcome
 from domain.settings import Settings
 from domain.wire import parse
 from reconcile.envelope import Change, Envelope
 from reconcile.models import AppliedChange, RejectedChange
 from reconcile.ops import OPS, Op, references_of
-from reconcile.tripwire import added_count
 
 log = logging.getLogger("lpg.reconcile")
 CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the ops that can issue an invoice
@@ -366,18 +363,18 @@ class Runner:
             batch_id=self.batch_id,
             now=now,
         )
-        ledger = ledger_of(self.session)
-        mark, added = ledger.mark(), added_count(self.session)
+        state = unit_state(self.session)
+        mark = state.snapshot()
         savepoint = self.session.begin_nested() if self.savepoints else None
         try:
             outcome = op.run(call, command)
-            self.settle(ledger.audits[mark[1] :])
+            self.settle(state.ledger.audits[mark[0][1] :])
             if savepoint is not None:
                 savepoint.commit()
         except DomainError as exc:
             if savepoint is not None:
                 self._undo(savepoint, mark)
-            elif ledger.mark() != mark or added_count(self.session) != added:
+            elif not state.unchanged_since(mark):
                 raise Fallback(f"{op.name} refused after changing state") from exc
             return self._refuse(result, exc)
         except SQLAlchemyError as exc:
@@ -407,10 +404,7 @@ class Runner:
 
     def _undo(self, savepoint: Any, mark: Any) -> None:
         savepoint.rollback()
-        ledger_of(self.session).rollback_to(mark)
-        forget_locks(self.session)  # rows changed in the savepoint were expired: lock and read again
-        forget_meters(self.session)
-        lookups.forget(self.session)
+        unit_state(self.session).restore(mark)  # rows changed in the savepoint were expired: read again
 
     def _refuse(self, result: Result, error: DomainError) -> Result:
         result.status, result.error = "rejected", error
@@ -583,7 +577,7 @@ def _run(
             before = current_seq(uow.session) if quiet else None
             uow.commit()  # 5.
             runner.committed = True
-            runner.last_seq = before if quiet else int(uow.session.info[LEDGER_SEQ_KEY])
+            runner.last_seq = before if quiet else unit_state(uow.session).last_seq
     return runner
 
 
@@ -646,6 +640,6 @@ def _last_seq(db: Database, runner: Runner) -> int:
     except Exception as exc:
         if not runner.committed or dbfaults.classify(exc) is None:
             raise
-        fallback = int(runner.uow.session.info.get(LEDGER_SEQ_KEY, 0))
+        fallback = unit_state(runner.uow.session).last_seq or 0
         log.warning("batch %s committed; last_seq read failed (%s): answering %d", runner.batch_id, exc, fallback)
         return fallback
