@@ -26,6 +26,7 @@ from domain import codec
 from domain.accounts.models import Device, User
 from domain.accounts.policy import Actor
 from domain.db import Database
+from domain.dbfaults import DatabaseUnavailable, database_fault_response
 from domain.errors import DomainError, NotFound, ValidationError
 from domain.settings import Settings
 from reconcile.batch import apply_batch
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     except DomainError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         return 2
+    except DatabaseUnavailable as exc:
+        answer = database_fault_response(exc)
+        assert answer is not None
+        console.print(f"[red]{answer.code}[/red]: {answer.message} ({exc})")
+        return 3
     finally:
         db.dispose()
     table = Table(title="dry run: nothing was written" if args.dry_run else "replay summary")

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domain.audit.verify import PAGE_SIZE, Verdict, verify_chain
 from domain.db import Database
+from domain.dbfaults import DatabaseUnavailable
 from domain.settings import DEFAULT_DATABASE_URL, Settings
 
 
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict = run_verify(url, max(1, args.page_size), show_progress, dict(args.anchor))
         except DBAPIError as exc:
             problem = str(exc.orig)
+        except DatabaseUnavailable as exc:  # unreachable, or the attempts ran out (domain.dbfaults)
+            problem = str(exc)
     if problem is not None:
         print(f"cannot read the audit log at {make_url(url).render_as_string()}: {problem}", file=sys.stderr)
         return 2

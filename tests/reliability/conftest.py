@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.reliability.processes import PrivateMariaDB
+from tests.reliability.support import SUMMARY
 
 PRIVATE_MARIADB_PORT = 3341
 
@@ -20,3 +22,11 @@ def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Privat
     server.start()
     yield server
     server.remove()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The figures of the fault tests: faults injected per phase with the answers, kills, restarts, requests."""
+    if SUMMARY:
+        terminalreporter.write_sep("-", "reliability figures")
+        for line, times in sorted(SUMMARY.items()):
+            terminalreporter.write_line(f"{line}" + (f" (x{times})" if times > 1 else ""))

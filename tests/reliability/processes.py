@@ -123,7 +123,8 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, *extra: str, timeout: float = 90.0) -> None:
+        """Start and wait until health answers 200; `extra`: more `server.py` options (`--no-migrate`)."""
         env = dict(
             os.environ,
             LPG_SECRET_KEY=self.secret,
@@ -133,7 +134,7 @@ class Server:
         env.pop("LPG_DATABASE_URL", None)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
-            [sys.executable, "server.py", "--database-url", self.database_url, "--port", str(self.port)],
+            [sys.executable, "server.py", "--database-url", self.database_url, "--port", str(self.port), *extra],
             cwd=str(REPO),
             env=env,
             stdout=log,

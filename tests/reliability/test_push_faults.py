@@ -44,16 +44,6 @@ PHASES: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if SUMMARY:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        line = "push faults: " + ", ".join(f"{k} x{v}" for k, v in sorted(SUMMARY.items()))
-        if reporter is not None:
-            reporter.write_line("\n" + line)
-
-
 def proxied_url(port: int) -> str:
     return MYSQL_URL.replace("127.0.0.1:3306", f"127.0.0.1:{port}")
 
@@ -237,3 +227,21 @@ def test_a_database_that_is_down_answers_503_with_retry_after(tmp_path: Any) -> 
         if name != "health":
             assert "send the same request again as it is" in error["message"]
     database.dispose()
+
+
+def test_the_command_line_tools_report_a_database_that_is_down(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The replay and audit-verify commands say the database is unavailable (exit 3 / 2), no traceback."""
+    from domain.audit import __main__ as audit_cli
+    from reconcile import replay
+
+    monkeypatch.setenv("LPG_DB_RETRY_SECONDS", "0.5")
+    monkeypatch.setenv("LPG_SECRET_KEY", "x" * 40)
+    url = f"mysql+pymysql://root@127.0.0.1:{DOWN_PORT}/lpg"
+    queue = tmp_path / "queue.json"
+    queue.write_text('{"changes": []}')
+    assert replay.main([str(queue), "--device", "tab-1", "--database-url", url]) == 3
+    assert "service_unavailable" in capsys.readouterr().out
+    assert audit_cli.main(["verify", "--database-url", url, "--json"]) == 2
+    assert "cannot read the audit log" in capsys.readouterr().err
