@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -35,6 +35,9 @@ from sqlalchemy.orm import Session
 from domain import dbfaults, metrics
 from domain.dbfaults import DatabaseUnavailable, Fault, RetryPolicy
 from domain.settings import Settings
+
+if TYPE_CHECKING:
+    from domain.ledger import UnitState
 
 log = logging.getLogger("lpg.db")
 T = TypeVar("T")
@@ -83,6 +86,10 @@ def _mysql_engine(url: Any, settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=1800,
+        # No ROLLBACK when a connection goes back to the pool (a round trip after every commit): every
+        # unit of work ends its transaction itself (commit, or rollback on leaving the block), and a
+        # SQLAlchemy Connection closed inside a transaction rolls it back before it is returned.
+        pool_reset_on_return=None,
     )
 
 
@@ -249,6 +256,13 @@ class UnitOfWork:
     @property
     def settings(self) -> Settings:
         return self.db.settings
+
+    @property
+    def state(self) -> UnitState:
+        """Everything this unit accumulated until its commit (see `domain.ledger.UnitState`)."""
+        from domain.ledger import unit_state
+
+        return unit_state(self.session)
 
     def __enter__(self) -> UnitOfWork:
         return self

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, event, func, insert, select, text, update
+from sqlalchemy import Table, case, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -33,8 +33,7 @@ from domain.audit.models import AuditEntry
 from domain.clock import rfc3339, utcnow
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
-LEDGER_KEY = "lpg_ledger"
-LEDGER_SEQ_KEY = "lpg_ledger_seq"  # session.info: the feed seq this transaction's ledger write reached
+STATE_KEY = "lpg_unit"  # session.info: the one `UnitState` of the transaction
 AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
 FEED_COUNTER = "feed"
 AUDIT_COUNTER = "audit"
@@ -144,11 +143,55 @@ class Ledger:
         self.written = 0
 
 
+Snapshot = tuple[Mark, int]
+
+
+@dataclass
+class UnitState:
+    """Everything one unit of work accumulates until its commit, in one typed object (`unit_state`).
+
+    Each part belongs to one module, which alone reads and writes it; the unit of work and the reconciler
+    handle the whole: `snapshot()` before a savepoint, `restore()` after rolling it back."""
+
+    ledger: Ledger = field(default_factory=Ledger)  # changes, audit entries, numbers, staged rows
+    stock_locks: dict[Any, Any] = field(default_factory=dict)  # domain.logistics.stock: rows locked
+    meters: dict[int, list[Any]] = field(default_factory=dict)  # domain.sales.planning: meters locked
+    catalog: dict[Any, Any] = field(default_factory=dict)  # domain.catalog.lookups: records held
+    prices: dict[int, dict[Any, Any]] = field(default_factory=dict)  # domain.catalog.lookups: overrides
+    added: int = 0  # reconcile.tripwire: ORM objects added to the session
+    last_seq: int | None = None  # the feed seq the ledger write reached (set at commit)
+
+    def snapshot(self) -> Snapshot:
+        return self.ledger.mark(), self.added
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """After a rolled-back savepoint: forget what it recorded; the rows it locked or read were expired,
+        so locks, meters and remembered records are taken and read again on their next use."""
+        self.ledger.rollback_to(snapshot[0])
+        self.stock_locks.clear()
+        self.meters.clear()
+        self.catalog.clear()
+        self.prices.clear()
+
+    def unchanged_since(self, snapshot: Snapshot) -> bool:
+        """Nothing recorded, numbered, staged or added since `snapshot`."""
+        return self.snapshot() == snapshot
+
+
+def _ledger_if_any(session: Session) -> Ledger | None:
+    state = session.info.get(STATE_KEY)
+    return state.ledger if state is not None else None
+
+
+def unit_state(session: Session) -> UnitState:
+    state = session.info.get(STATE_KEY)
+    if state is None:
+        state = session.info[STATE_KEY] = UnitState()
+    return state  # type: ignore[no-any-return]
+
+
 def ledger_of(session: Session) -> Ledger:
-    ledger = session.info.get(LEDGER_KEY)
-    if ledger is None:
-        ledger = session.info[LEDGER_KEY] = Ledger()
-    return ledger
+    return unit_state(session).ledger
 
 
 class SharedDoc:
@@ -185,7 +228,7 @@ def row_ref(record: Any) -> Any:
 
 def write_staged(session: Session) -> None:
     """Write the staged rows not yet written, one multi-row INSERT per table (see `_insert_rows`)."""
-    ledger = session.info.get(LEDGER_KEY)
+    ledger = _ledger_if_any(session)
     if ledger is None or ledger.written >= len(ledger.staged):
         return
     pending = ledger.staged[ledger.written :]
@@ -277,7 +320,7 @@ def settle_audits(session: Session) -> None:
     (a sync batch), where the first entry would show the second change's result as its `after`. Whoever
     applies several changes in one transaction calls this after each change.
     """
-    ledger = session.info.get(LEDGER_KEY)
+    ledger = _ledger_if_any(session)
     if ledger is None:
         return
     unsettled = ledger.audits[ledger.settled :]
@@ -292,16 +335,17 @@ def settle_audits(session: Session) -> None:
 
 def write_ledger(session: Session) -> None:
     """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
-    ledger = session.info.get(LEDGER_KEY)
-    if ledger is not None:
-        write_numbers(session, ledger)
+    ledger = _ledger_if_any(session)
+    # Counter rows this transaction moves, written by one statement at the end: name -> value.
+    moved: dict[str, int] = dict(_moved_numbers(ledger)) if ledger is not None else {}
     # 1. Every new record gets its id.
     flush_all(session)
     if ledger is None or (not ledger.changes and not ledger.audits):
+        _move_counters(session, moved, None)
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
-    audit_rows = [
+    audit_rows: list[dict[str, Any]] = [
         {
             "at": a.at,
             "user_id": a.user_id,
@@ -315,56 +359,66 @@ def write_ledger(session: Session) -> None:
     ]
     # 3. The late lock: both counter rows, always audit before feed.
     counters = {
-        c.name: c
-        for c in session.scalars(
-            select(Counter)
+        name: (value, head)
+        for name, value, head in session.execute(
+            select(Counter.name, Counter.value, Counter.head)
             .where(Counter.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
             .order_by(Counter.name)
             .with_for_update()
-            .execution_options(populate_existing=True)
         )
     }
-    feed_counter, audit_counter = counters[FEED_COUNTER], counters[AUDIT_COUNTER]
     # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
-    seq = feed_counter.value
+    seq = counters[FEED_COUNTER][0]
     for row in feed_rows:
         seq += 1
         row["seq"] = seq
-    session.info[LEDGER_SEQ_KEY] = seq
-    entry_id, prev = audit_counter.value, audit_counter.head or GENESIS_HASH
-    for row in audit_rows:
-        entry_id += 1
-        row["id"], row["prev_hash"] = entry_id, prev
-        row["hash"] = prev = audit_hash(
-            entry_id,
-            row["at"],
-            row["user_id"],
-            row["device_id"],
-            row["action"],
-            row["entity_type"],
-            row["entity_id"],
-            row["context"],
-            prev,
-        )
-    # 5. Multi-row writes, then the counters move.
+    unit_state(session).last_seq = seq
+    head = None
+    if audit_rows:
+        entry_id, prev = counters[AUDIT_COUNTER][0], counters[AUDIT_COUNTER][1] or GENESIS_HASH
+        for row in audit_rows:
+            entry_id += 1
+            row["id"], row["prev_hash"] = entry_id, prev
+            row["hash"] = prev = audit_hash(
+                entry_id,
+                row["at"],
+                row["user_id"],
+                row["device_id"],
+                row["action"],
+                row["entity_type"],
+                row["entity_id"],
+                row["context"],
+                prev,
+            )
+        moved[AUDIT_COUNTER], head = entry_id, prev
+    if feed_rows:
+        moved[FEED_COUNTER] = seq
+    # 5. Multi-row writes, then the counters move (one statement for all of them).
     _upsert_feed(session, feed_rows)
     for chunk in _chunks(audit_rows):
         session.execute(insert(AUDIT_TABLE), chunk)  # Core: no ORM bookkeeping per row
-    if feed_rows:
-        session.execute(update(Counter).where(Counter.name == FEED_COUNTER).values(value=seq))
-    if audit_rows:
-        session.execute(update(Counter).where(Counter.name == AUDIT_COUNTER).values(value=entry_id, head=prev))
-    session.expire(feed_counter)
-    session.expire(audit_counter)
+    _move_counters(session, moved, head)
     ledger.clear()
 
 
-def write_numbers(session: Session, ledger: Ledger) -> None:
-    """Move each number series used in this transaction to its last number (its row is locked since)."""
+def _moved_numbers(ledger: Ledger) -> Iterable[tuple[str, int]]:
+    """Each number series used in this transaction and its last number (its row is locked since)."""
     for name, (start, last) in ledger.numbers.items():
         if last != start:
-            session.execute(update(Counter).where(Counter.name == name).values(value=last))
+            yield name, last
     ledger.numbers.clear()
+
+
+def _move_counters(session: Session, moved: dict[str, int], audit_head: str | None) -> None:
+    """One UPDATE for every counter row the transaction moves (all of them locked by it already)."""
+    if not moved:
+        return
+    table: Table = Counter.__table__  # type: ignore[assignment]
+    column = table.c
+    values: dict[str, Any] = {"value": case(moved, value=column.name) if len(moved) > 1 else next(iter(moved.values()))}
+    if audit_head is not None:
+        values["head"] = case((column.name == AUDIT_COUNTER, audit_head), else_=column.head)
+    session.execute(update(table).where(column.name.in_(list(moved))).values(values))
 
 
 def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
@@ -422,6 +476,7 @@ __all__ = [
     "Ledger",
     "SharedDoc",
     "Staged",
+    "UnitState",
     "audit_hash",
     "dumps",
     "flush_all",
@@ -429,5 +484,6 @@ __all__ = [
     "row_ref",
     "settle_audits",
     "stage",
+    "unit_state",
     "write_ledger",
 ]

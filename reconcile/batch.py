@@ -29,19 +29,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, literal, null, select, text, union_all, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+import reconcile.tripwire  # noqa: F401  (counts the ORM objects a change adds: UnitState.added)
 from domain import dbfaults
 from domain.accounts.models import Device
 from domain.accounts.policy import Actor
-from domain.catalog import lookups
 from domain.clock import rfc3339, utcnow
 from domain.db import Database, UnitOfWork
 from domain.errors import (
@@ -54,16 +54,13 @@ from domain.errors import (
     ValidationError,
 )
 from domain.feed.services import current_seq
-from domain.ledger import LEDGER_SEQ_KEY, flush_all, ledger_of, settle_audits
-from domain.logistics.stock import forget_locks
-from domain.sales.planning import forget_meters
+from domain.ledger import flush_all, ledger_of, settle_audits, unit_state
 from domain.service import Call, Outcome
 from domain.settings import Settings
 from domain.wire import parse, refuse_control_characters
 from reconcile.envelope import Change, Envelope
 from reconcile.models import AppliedChange, RejectedChange
 from reconcile.ops import OPS, Op, references_of
-from reconcile.tripwire import added_count
 
 log = logging.getLogger("lpg.reconcile")
 CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the ops that can issue an invoice
@@ -72,6 +69,16 @@ CONFIRM_OPS = frozenset({"transaction.create", "transaction.confirm"})  # the op
 # invoices its confirms issued. Duplicates issue nothing: their invoice was handed over when first applied.
 # (Invoice e-mail does not use it: the confirm writes its outbox row in the batch's own transaction.)
 AfterCommit = Callable[[Database, list[int]], object]
+
+
+class Known(NamedTuple):
+    """What an earlier batch of this device recorded for a temp id (a `sync_applied` row)."""
+
+    op: str
+    fingerprint: str
+    entity: str | None
+    entity_id: int | None
+    result: str
 
 
 class Fallback(Exception):
@@ -150,9 +157,10 @@ class Runner:
     results: list[Result] = field(default_factory=list)
     applied: dict[str, Result] = field(default_factory=dict)  # this batch's id map
     refused: dict[str, str] = field(default_factory=dict)  # temp id -> error code, this batch
-    known: dict[str, AppliedChange] = field(default_factory=dict)  # earlier batches' records
+    known: dict[str, Known] = field(default_factory=dict)  # earlier batches' records
     open_rejections: dict[str, str] = field(default_factory=dict)
     committed: bool = False
+    last_seq: int | None = None  # the feed's seq at this batch's commit, known without another unit
 
     @property
     def session(self) -> Session:
@@ -167,21 +175,22 @@ class Runner:
     def lock_device(self, now: datetime) -> Device:
         """The device row, locked; created and registered to this user on its first push."""
         device_id = self.envelope.device_id
-        values = {
-            "device_id": device_id,
-            "user_id": self.actor.id,
-            "first_seen": now,
-            "version": 1,
-            "last_modified": now,
-        }
-        if self.session.get_bind().dialect.name == "sqlite":
-            self.session.execute(sqlite_dialect.insert(Device).values(values).on_conflict_do_nothing())
-        else:
-            stmt = mysql_dialect.insert(Device).values(values)
-            self.session.execute(stmt.on_duplicate_key_update({"id": Device.__table__.c.id}))
-        device = self.session.execute(
-            select(Device).where(Device.device_id == device_id).with_for_update()
-        ).scalar_one()
+        locked = select(Device).where(Device.device_id == device_id).with_for_update()
+        device = self.session.execute(locked).scalar_one_or_none()  # one round trip once registered
+        if device is None:  # the first push: an atomic upsert (two first pushes may race), then the lock
+            values = {
+                "device_id": device_id,
+                "user_id": self.actor.id,
+                "first_seen": now,
+                "version": 1,
+                "last_modified": now,
+            }
+            if self.session.get_bind().dialect.name == "sqlite":
+                self.session.execute(sqlite_dialect.insert(Device).values(values).on_conflict_do_nothing())
+            else:
+                stmt = mysql_dialect.insert(Device).values(values)
+                self.session.execute(stmt.on_duplicate_key_update({"id": Device.__table__.c.id}))
+            device = self.session.execute(locked).scalar_one()
         if device.user_id != self.actor.id:
             raise Forbidden(
                 f"device {device_id} is registered to another user",
@@ -209,23 +218,40 @@ class Runner:
         if not names:
             return
         device_id = self.envelope.device_id
+        applied, rejected = AppliedChange.__table__.c, RejectedChange.__table__.c
         for chunk in _chunks(sorted(names), 500):
-            for record in self.session.scalars(
-                select(AppliedChange).where(
-                    AppliedChange.device_id == device_id, AppliedChange.client_temp_id.in_(chunk)
-                )
-            ):
-                self.known[record.client_temp_id] = record
-            for temp_id, code in self.session.execute(
-                select(RejectedChange.client_temp_id, RejectedChange.error_code)
-                .where(
-                    RejectedChange.device_id == device_id,
-                    RejectedChange.client_temp_id.in_(chunk),
-                    RejectedChange.resolved_at.is_(None),
-                )
-                .order_by(RejectedChange.id)
-            ):
-                self.open_rejections[temp_id] = code  # the latest wins
+            # One round trip: the applied records and the open rejections of these temp ids together.
+            query = union_all(
+                select(
+                    literal(0).label("kind"),
+                    applied.id,
+                    applied.client_temp_id,
+                    applied.op,
+                    applied.fingerprint,
+                    applied.entity,
+                    applied.entity_id,
+                    applied.result,
+                ).where(applied.device_id == device_id, applied.client_temp_id.in_(chunk)),
+                select(
+                    literal(1).label("kind"),
+                    rejected.id,
+                    rejected.client_temp_id,
+                    rejected.op,
+                    rejected.error_code,
+                    null(),
+                    null(),
+                    null(),
+                ).where(
+                    rejected.device_id == device_id,
+                    rejected.client_temp_id.in_(chunk),
+                    rejected.resolved_at.is_(None),
+                ),
+            ).order_by(text("kind"), text("id"))
+            for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query):
+                if kind == 0:
+                    self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
+                else:
+                    self.open_rejections[temp_id] = fp_or_code  # the latest wins
 
     # -- 3. each change --------------------------------------------------------------------------------
 
@@ -333,18 +359,18 @@ class Runner:
             batch_id=self.batch_id,
             now=now,
         )
-        ledger = ledger_of(self.session)
-        mark, added = ledger.mark(), added_count(self.session)
+        state = unit_state(self.session)
+        mark = state.snapshot()
         savepoint = self.session.begin_nested() if self.savepoints else None
         try:
             outcome = op.run(call, command)
-            self.settle(ledger.audits[mark[1] :])
+            self.settle(state.ledger.audits[mark[0][1] :])
             if savepoint is not None:
                 savepoint.commit()
         except DomainError as exc:
             if savepoint is not None:
                 self._undo(savepoint, mark)
-            elif ledger.mark() != mark or added_count(self.session) != added:
+            elif not state.unchanged_since(mark):
                 raise Fallback(f"{op.name} refused after changing state") from exc
             return self._refuse(result, exc)
         except SQLAlchemyError as exc:
@@ -374,10 +400,7 @@ class Runner:
 
     def _undo(self, savepoint: Any, mark: Any) -> None:
         savepoint.rollback()
-        ledger_of(self.session).rollback_to(mark)
-        forget_locks(self.session)  # rows changed in the savepoint were expired: lock and read again
-        forget_meters(self.session)
-        lookups.forget(self.session)
+        unit_state(self.session).restore(mark)  # rows changed in the savepoint were expired: read again
 
     def _refuse(self, result: Result, error: DomainError) -> Result:
         field = error.details.get("field")
@@ -548,8 +571,13 @@ def _run(
         if dry_run:
             uow.rollback()
         else:
+            # The answer's last_seq: the feed counter this commit's ledger locked and moved; read here,
+            # inside the unit, when the batch records nothing for the feed (all duplicates or refusals).
+            quiet = not ledger_of(uow.session).changes
+            before = current_seq(uow.session) if quiet else None
             uow.commit()  # 5.
             runner.committed = True
+            runner.last_seq = before if quiet else unit_state(uow.session).last_seq
     return runner
 
 
@@ -596,7 +624,7 @@ def _response(db: Database, runner: Runner, now: datetime, dry_run: bool) -> dic
             if wire.get("number"):
                 entry["number"] = wire["number"]
             id_map[wire["client_temp_id"]] = entry
-    last_seq = _last_seq(db, runner)
+    last_seq = runner.last_seq if runner.last_seq is not None else _last_seq(db, runner)
     response: dict[str, Any] = {"server_ts": rfc3339(now), "id_map": id_map, "results": results, "last_seq": last_seq}
     if dry_run:
         response["dry_run"] = True
@@ -613,6 +641,6 @@ def _last_seq(db: Database, runner: Runner) -> int:
     except Exception as exc:
         if not runner.committed or dbfaults.classify(exc) is None:
             raise
-        fallback = int(runner.uow.session.info.get(LEDGER_SEQ_KEY, 0))
+        fallback = unit_state(runner.uow.session).last_seq or 0
         log.warning("batch %s committed; last_seq read failed (%s): answering %d", runner.batch_id, exc, fallback)
         return fallback

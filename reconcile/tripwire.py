@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-KEY = "lpg_added"
+from domain.ledger import unit_state
 
 
 @event.listens_for(Session, "transient_to_pending")
 def _count_added(session: Session, _instance: Any) -> None:
-    session.info[KEY] = session.info.get(KEY, 0) + 1
+    unit_state(session).added += 1
 
 
 def added_count(session: Session) -> int:
-    return int(session.info.get(KEY, 0))
+    return unit_state(session).added

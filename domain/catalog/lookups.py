@@ -19,14 +19,12 @@ from sqlalchemy.orm import Session
 
 from domain.catalog.models import Customer, CustomerPrice, Depot, EquipmentModel, Meter, Service, Truck
 from domain.errors import InvalidState, NotFound
-
-CACHE_KEY = "lpg_lookups"
-PRICES_KEY = "lpg_prices"
+from domain.ledger import unit_state
 
 
 def _remembered(session: Session, key: Any, load: Callable[[], Any]) -> Any:
     """`load()`, remembered under `key` for the session's life once it found something."""
-    cache: dict[Any, Any] = session.info.setdefault(CACHE_KEY, {})
+    cache = unit_state(session).catalog
     found = cache.get(key)
     if found is None:
         found = load()
@@ -40,14 +38,8 @@ def held(session: Session, model: Any, record_id: int) -> Any:
     return _remembered(session, (model, record_id), lambda: session.get(model, record_id))
 
 
-def forget(session: Session) -> None:
-    """Drop what this session remembered (after a rolled-back savepoint)."""
-    session.info.pop(CACHE_KEY, None)
-    session.info.pop(PRICES_KEY, None)
-
-
 def forget_prices(session: Session) -> None:
-    session.info.pop(PRICES_KEY, None)
+    unit_state(session).prices.clear()
 
 
 def _by_code_or_id(session: Session, model: Any, entity: str, code_or_id: int | str, for_use: bool) -> Any:
@@ -114,7 +106,7 @@ def service_price(session: Session, customer_id: int, item: Service) -> Decimal:
 
 def _override(session: Session, customer_id: int, kind: str, item_id: int) -> Decimal | None:
     """The customer's override for one item; all of a customer's overrides are read at once."""
-    prices: dict[int, dict[tuple[str, int], Decimal]] = session.info.setdefault(PRICES_KEY, {})
+    prices: dict[int, dict[Any, Any]] = unit_state(session).prices
     mine = prices.get(customer_id)
     if mine is None:
         mine = prices[customer_id] = {}

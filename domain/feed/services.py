@@ -61,28 +61,29 @@ def format_number(prefix: str, year: int, value: int) -> str:
 def allocate_number(session: Session, prefix: str, year: int) -> str:
     """The next number of `prefix` in `year`, from a counter row locked until the commit.
 
-    The first number of a series in a transaction locks its counter row (created at zero on first use by
-    an atomic upsert, so without a race) and reads it; the following ones count on in the ledger, which
-    writes the counter once at commit (`domain.ledger.write_numbers`). The lock is held until the commit
+    The first number of a series in a transaction locks its counter row with one locking read (the row is
+    created at zero on the series' first use by an atomic upsert, so without a race); the following ones count on in the ledger, which
+    writes the counter once at commit (`domain.ledger.write_ledger`, with the feed and audit counters). The lock is held until the commit
     and a rolled-back transaction writes nothing, so numbers have no gaps and no duplicates; a batch of
-    500 sales costs two statements per series instead of one or two per number.
+    500 sales costs one statement per series instead of one or two per number.
     """
     name = f"{prefix}-{year}"
     numbers = ledger_of(session).numbers
     state = numbers.get(name)
     if state is None:
-        if session.get_bind().dialect.name == "sqlite":  # the database is already this writer's alone
-            session.execute(
-                text("INSERT INTO counters (name, value) VALUES (:name, 0) ON CONFLICT(name) DO NOTHING"),
-                {"name": name},
+        # The row exists after a series' first number: one locking read. The first use of a series creates
+        # it at zero by an atomic upsert (no race between two first users) and reads it again.
+        sqlite = session.get_bind().dialect.name == "sqlite"  # there the database is this writer's alone
+        read = select(Counter.value).where(Counter.name == name)
+        value = session.execute(read if sqlite else read.with_for_update()).scalar_one_or_none()
+        if value is None:
+            upsert = (
+                "INSERT INTO counters (name, value) VALUES (:name, 0) ON CONFLICT(name) DO NOTHING"
+                if sqlite
+                else "INSERT INTO counters (name, value) VALUES (:name, 0) ON DUPLICATE KEY UPDATE value = value"
             )
-            value = session.execute(select(Counter.value).where(Counter.name == name)).scalar_one()
-        else:
-            session.execute(
-                text("INSERT INTO counters (name, value) VALUES (:name, 0) ON DUPLICATE KEY UPDATE value = value"),
-                {"name": name},
-            )
-            value = session.execute(select(Counter.value).where(Counter.name == name).with_for_update()).scalar_one()
+            session.execute(text(upsert), {"name": name})
+            value = session.execute(read if sqlite else read.with_for_update()).scalar_one()
         state = numbers[name] = [int(value), int(value)]
     state[1] += 1
     return format_number(prefix, year, state[1])

@@ -11,9 +11,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
+from domain.ledger import unit_state
 from domain.logistics.models import DepotStock, SiteStock, TruckStock
-
-LOCKED_KEY = "lpg_locked_stock"
 
 # The fixed order: by table (depot_stock < site_stock < truck_stock), then holder id, then equipment id.
 PLACES: dict[str, tuple[Any, str]] = {
@@ -43,7 +42,7 @@ def lock_stock_rows(session: Session, keys: Iterable[StockKey]) -> dict[StockKey
     Rows are locked in one fixed sorted order. A row already locked by this transaction is returned as it
     is in the session (with this transaction's pending changes); others are read fresh after the lock.
     """
-    locked: dict[StockKey, StockRow] = session.info.setdefault(LOCKED_KEY, {})
+    locked: dict[StockKey, StockRow] = unit_state(session).stock_locks
     wanted = sorted({StockKey(*k) for k in keys} - locked.keys(), key=StockKey.sort_key)
     for place in sorted({k.place for k in wanted}, key=PLACE_ORDER.__getitem__):
         model, holder_col = PLACES[place]
@@ -91,9 +90,4 @@ def _create_missing(session: Session, model: Any, holder_col: str, keys: list[St
 
 def locked_stock(session: Session) -> dict[StockKey, StockRow]:
     """The rows this transaction has locked so far (their objects hold its pending changes)."""
-    return session.info.get(LOCKED_KEY, {})  # type: ignore[no-any-return]
-
-
-def forget_locks(session: Session) -> None:
-    """After a rollback, rows must be locked (and read) again."""
-    session.info.pop(LOCKED_KEY, None)
+    return unit_state(session).stock_locks

@@ -19,11 +19,11 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from domain.catalog import lookups
 from domain.catalog.models import Customer, EquipmentModel, Meter, Service, Truck
 from domain.errors import InsufficientStock, InvalidState, MeterRegression, NotFound, ValidationError
+from domain.ledger import unit_state
 from domain.logistics.models import SiteStock, TruckStock
 from domain.logistics.stock import StockKey, StockRow, lock_stock_rows, locked_stock
 from domain.money import decimal_str
@@ -174,9 +174,6 @@ def _price_delivery(call: Call, customer: Customer, d: DeliveryInput) -> Deliver
     return DeliveryPlan(item, d.kind, d.qty, d.remaining_kg, line)
 
 
-METERS_KEY = "lpg_locked_meters"
-
-
 def customer_meter(call: Call, customer_id: int, *, lock: bool) -> Meter | None:
     """The customer's (first active) meter, or None when the customer has none yet; a customer whose
     meters are all inactive cannot take a reading (`invalid_state`). With `lock`, the customer row and its
@@ -184,7 +181,7 @@ def customer_meter(call: Call, customer_id: int, *, lock: bool) -> Meter | None:
     creation of a first meter. Once locked, this transaction's objects are the truth until the commit, so a
     batch with many sales to one customer locks and reads its meters once."""
     session = call.session
-    locked: dict[int, list[Meter]] = session.info.setdefault(METERS_KEY, {})
+    locked = unit_state(session).meters
     meters: Sequence[Meter]
     if customer_id in locked:
         meters = locked[customer_id]
@@ -213,12 +210,7 @@ def customer_meter(call: Call, customer_id: int, *, lock: bool) -> Meter | None:
 
 def remember_meter(call: Call, customer_id: int, meter: Meter) -> None:
     """A meter created in this transaction (its customer's row is locked) counts for the next sale."""
-    call.session.info.setdefault(METERS_KEY, {}).setdefault(customer_id, []).append(meter)
-
-
-def forget_meters(session: Session) -> None:
-    """After a rollback, meters must be locked (and read) again."""
-    session.info.pop(METERS_KEY, None)
+    unit_state(call.session).meters.setdefault(customer_id, []).append(meter)
 
 
 def billing_baseline(meter: Meter | None) -> Decimal | None:
