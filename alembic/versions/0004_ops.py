@@ -1,7 +1,7 @@
 """operations: the meter's billing baseline, the invoice e-mail outbox, login attempts pruned by age
 
 Revision ID: 0003_ops
-Revises: 0002_pull
+Revises: 0003_security
 
 - `meters.last_billed_reading`: what a sale's usage counts from (the reading of the last confirmed sale that
   billed the meter, or its first reading, the baseline). Derived for existing meters from their readings: the
@@ -21,7 +21,7 @@ from alembic import op
 import domain.base
 
 revision: str = "0003_ops"
-down_revision: str | None = "0002_pull"
+down_revision: str | None = "0003_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
