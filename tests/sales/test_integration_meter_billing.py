@@ -158,6 +158,6 @@ def test_the_migration_derives_the_billing_baseline_from_existing_readings(demo:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0002_pull")
+        command.downgrade(config, "0003_security")
     upgrade(engine)
     assert [meter_of(demo, c).last_billed_reading for c in (1, 2, 3)] == [Decimal("115.00"), None, Decimal("40.00")]
