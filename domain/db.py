@@ -151,7 +151,10 @@ class Database:
         dbfaults.install(self.engine)
         self.read_engine = self.engine.execution_options(**{READONLY: True})
         self.dialect = "sqlite" if self.engine.dialect.name == "sqlite" else "mysql"
-        self.policy = RetryPolicy(attempts=settings.db_attempts, total=settings.db_retry_seconds)
+        # SQLite reports contention only after its busy timeout has been waited out: the time bound of the
+        # retries counts from then, or a writer starved once by many others would never be tried again.
+        waited = SQLITE_BUSY_TIMEOUT_MS / 1000 if self.dialect == "sqlite" else 0.0
+        self.policy = RetryPolicy(attempts=settings.db_attempts, total=settings.db_retry_seconds + waited)
         self._retries = 0
         self._retries_lock = threading.Lock()
         # Called (from the committing thread) after every successful commit of a unit: wakes the pull
