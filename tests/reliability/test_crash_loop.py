@@ -74,7 +74,9 @@ def test_kill_9_during_large_pushes_loses_and_doubles_nothing(private_mariadb: P
         give_truck_stock(check)
         before = state(check)
         headers = bearer(check.settings, 2)
-        pending = [{"device_id": f"tab-k{n % 3}", "changes": sales_batch(f"k{n}", PER_BATCH)} for n in range(KILLS + 5)]
+        pending = [
+            {"device_id": f"tab-k{n % 3}", "changes": sales_batch(f"k{n}", PER_BATCH)} for n in range(2 * KILLS + 5)
+        ]
         batches = len(pending)
         kills = lost = answered = attempts = 0
         statuses: dict[int, int] = {}
