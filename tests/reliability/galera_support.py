@@ -117,6 +117,7 @@ def servers(*urls: str, **env: str) -> Iterator[list[Server]]:
     finally:
         for server in started:
             server.stop()
+            server.log.unlink(missing_ok=True)  # read inside the block (failure messages carry its tail)
 
 
 def request(
