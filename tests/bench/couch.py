@@ -5,7 +5,9 @@
 1. Pull: the feed is seeded with `--rows` documents (tests/bench/pull.py's seeding); pouchdb-server 4.2.0 is
    loaded with the same documents (same ids and bodies) through `_bulk_docs`. The same Node PouchDB
    (memory adapter, tests/couch/node/bench.js) replicates everything from `/couchdb/lpg` (as admin, HTTP
-   Basic) and from the peer, with `batch_size` 100 and 1000 (`batches_limit` 4, the default 10 for 100).
+   Basic) and from the peer, with `batch_size` 100 and 1000 (`batches_limit` 4).
+   The first row is the client's ceiling: the same PouchDB writing the same number of documents with
+   `bulkDocs(new_edits: false)` and no server at all; no replication into it can be faster.
 2. Push: `--push` new-customer changes, once through `POST /api/v1/sync/push` in batches of 500 and once
    as a PouchDB queue replicated to `/couchdb/queue-<device>` with `batch_size` 500, each on its own device.
 
@@ -131,6 +133,10 @@ def rows(total: int = 100_000, push: int = 10_000, engine: str = "sqlite", mysql
             peer.load("bench", total, 1000, peer_doc)
             peer_url = f"http://127.0.0.1:{peer.port}/bench"
             with lpg_server(url) as base:
+                ceiling = node("ceiling", "-", "-", "-", "1000", str(total))
+                rate = ceiling["docs"] / ceiling["seconds"]
+                out.append(("write only", "PouchDB memory adapter, no server", 1000, ceiling["docs"], rate))
+                log(f"  the client's own ceiling: {rate:9,.0f} docs/s")
                 for batch in (100, 1000):
                     for source, target, user in (
                         ("lpg-sync /couchdb/lpg", f"{base}/couchdb/lpg", ("admin", "admin-lpg-2026")),

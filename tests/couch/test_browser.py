@@ -87,7 +87,7 @@ def test_browser_pouchdb_replicates_from_another_origin(
     monkeypatch.setenv("LPG_CORS_ORIGINS", page_server)
     server = ServerProcess(database_url, SECRET, str(tmp_path / "server.log"))
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=180)
         api = server.url.replace("127.0.0.1", "localhost")  # another host than the page: cross-origin
         with sync_playwright() as p:
             browser = p.chromium.launch(

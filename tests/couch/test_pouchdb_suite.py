@@ -22,7 +22,7 @@ def test_stock_pouchdb_replicates_both_ways(demo: Database, database_url: str, t
     node_modules()
     server = ServerProcess(database_url, SECRET, str(tmp_path / "server.log"))
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=180)
         out = subprocess.run(
             ["node", "--test", "--test-reporter=tap", "suite.test.js"],
             cwd=NODE_DIR,
