@@ -79,7 +79,7 @@ def health(ctx: Ctx) -> dict[str, Any]:
 def metrics_view(ctx: Ctx) -> Response:
     """Metrics in the Prometheus text format (admins; or without a token on LPG_METRICS_ADDR): request
     latency per route, pushed changes, batch sizes, retried units, pool use, e-mails, and, read from the
-    database at scrape time, the feed's head seq, checkpoint lag and the outbox's depth and age."""
+    database at scrape time, the feed's head seq, device lag and the outbox's depth and age."""
     from sync.metrics import CONTENT_TYPE, exposition
 
     return Response(exposition(ctx.db), media_type=CONTENT_TYPE)
