@@ -35,7 +35,7 @@ import orjson
 from sqlalchemy import insert, literal, null, select, text, union_all, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import reconcile.tripwire  # noqa: F401  (counts the ORM objects a change adds: UnitState.added)
@@ -374,7 +374,11 @@ class Runner:
                 raise Fallback(f"{op.name} refused after changing state") from exc
             return self._refuse(result, exc)
         except SQLAlchemyError as exc:
-            if savepoint is None or (isinstance(exc, DBAPIError) and self.uow.db.is_retryable(exc)):
+            # Only the database's refusal of this change's data (a unique key, a value out of range) is a
+            # refusal of the change. A fault (a lost connection, a deadlock) or SQLAlchemy's state after one
+            # (PendingRollbackError, ResourceClosedError) runs the whole batch again; it never refuses.
+            refused_data = isinstance(exc, (IntegrityError, DataError)) and not self.uow.db.is_retryable(exc)
+            if savepoint is None or not refused_data:
                 raise
             self._undo(savepoint, mark)
             log.warning("the database refused %s %s: %s", op.name, change.client_temp_id, exc)
