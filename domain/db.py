@@ -72,8 +72,8 @@ def private_sqlite_file(database_url: str) -> None:
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
+    except (FileExistsError, FileNotFoundError):
+        pass  # an existing file is left as it is; a missing folder is SQLite's to report (a 503, not a crash)
 
 
 def _mysql_engine(url: Any, settings: Settings) -> Engine:
