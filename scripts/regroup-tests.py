@@ -85,32 +85,11 @@ MOVES = {
     "tests/integration/outputs_data.py": "tests/support/outputs_data.py",
     "tests/integration/outputs_smtp.py": "tests/support/outputs_smtp.py",
 }
-# Every file renamed by the first run (issue 16): references to these old names are rewritten on every run,
-# so a branch merged later that still imports `tests.sales_support` or cites tests/integration/... is fixed.
+# Every file renamed so far (MOVES, and the ones the naming rule moved): references to these old names are
+# rewritten on every run, so a branch merged later that still imports `tests.sales_support` or cites
+# tests/integration/... is fixed.
 DONE = {
-    "tests/unit/test_codec.py": "tests/platform/test_unit_codec.py",
-    "tests/unit/test_layering.py": "tests/platform/test_unit_layering.py",
-    "tests/unit/test_money.py": "tests/platform/test_unit_money.py",
-    "tests/unit/test_settings.py": "tests/platform/test_unit_settings.py",
-    "tests/unit/test_outputs_paynow.py": "tests/invoicing/test_unit_paynow.py",
-    "tests/unit/test_outputs_fonts.py": "tests/invoicing/test_unit_fonts.py",
-    "tests/integration/test_concurrency.py": "tests/platform/test_integration_concurrency.py",
-    "tests/integration/test_migrations.py": "tests/platform/test_integration_migrations.py",
-    "tests/integration/test_unit_of_work.py": "tests/platform/test_integration_unit_of_work.py",
-    "tests/integration/test_api_reports.py": "tests/reports/test_integration_api.py",
-    "tests/integration/test_logistics_catalog_api.py": "tests/catalog/test_integration_api.py",
-    "tests/integration/test_email_auto.py": "tests/invoicing/test_integration_email_auto.py",
-    "tests/integration/test_http_edge.py": "tests/api/test_integration_http_edge.py",
-    "tests/contract/test_pull_couch.py": "tests/couch/test_contract_pull.py",
-    "tests/property/test_conservation_all.py": "tests/logistics/test_property_conservation_all.py",
-    "tests/property/test_sales_properties.py": "tests/sales/test_property_sales.py",
-    "tests/property/test_sync_fuzz.py": "tests/sync/test_property_fuzz.py",
-    "tests/pull_support.py": "tests/support/pull_support.py",
-    "tests/sales_support.py": "tests/support/sales_support.py",
-    "tests/contract/sync_support.py": "tests/support/sync_support.py",
-    "tests/integration/audit_support.py": "tests/support/audit_support.py",
-    "tests/integration/outputs_data.py": "tests/support/outputs_data.py",
-    "tests/integration/outputs_smtp.py": "tests/support/outputs_smtp.py",
+    **MOVES,
     "tests/unit/test_accounts_policy.py": "tests/accounts/test_unit_policy.py",
     "tests/unit/test_audit_writer.py": "tests/audit/test_unit_writer.py",
     "tests/unit/test_sales_schemas.py": "tests/sales/test_unit_schemas.py",
