@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from tests.conftest import GALERA_URLS, SECRET
+from tests.support.children import stop_child, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 GALERA_SCRIPT = ROOT / ".ci" / "galera"
@@ -80,28 +81,21 @@ class Server:
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                status, _, _ = request(self.port, "GET", "/api/v1/health", timeout=2)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
+        try:
+            wait_healthy(
+                self.proc,
+                f"http://127.0.0.1:{self.port}",
+                60,
+                probe_timeout=2,
+                pause=0.2,
+                where=lambda: f": {self.log.read_text()[-3000:]}",
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc, grace=15)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx2 as httpx
 import pymysql
+
+from tests.support.children import stop_child, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,17 +143,7 @@ class Server:
         )
         log.close()
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=15).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
+        wait_healthy(self.proc, self.url, timeout, probe_timeout=15, where=lambda: f": see {self.log_path}")
 
     @property
     def alive(self) -> bool:
@@ -165,10 +156,5 @@ class Server:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_child(self.proc, grace=20)

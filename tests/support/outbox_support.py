@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx2 as httpx
 from sqlalchemy import select
 
 from domain.clock import utcnow
@@ -17,6 +15,7 @@ from domain.db import Database
 from domain.invoicing import outbox
 from domain.invoicing.models import EmailOutbox, Invoice
 from domain.settings import Settings
+from tests.support.children import stop_child, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,24 +78,8 @@ class Server:
         )
 
     def wait_ready(self, timeout: float = 180.0) -> None:  # a loaded CI machine imports slowly
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
+        wait_healthy(self.proc, self.url, timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc, grace=15)
         self.log.close()

@@ -20,6 +20,7 @@ from domain.feed.services import record_change
 from domain.invoicing.models import Invoice
 from domain.logistics.models import Distribution
 from domain.sales.models import MeterReading, Transaction
+from tests.support.children import stop_child, wait_healthy
 
 OWNED = ("transaction", "invoice", "distribution", "meter_reading")
 
@@ -146,27 +147,8 @@ class ServerProcess:
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        import time
-
-        import httpx2 as httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server did not start")
+        wait_healthy(self.proc, self.url, timeout)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except Exception:  # noqa: BLE001
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_child(self.proc, grace=10)
         self.log.close()
