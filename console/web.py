@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +25,15 @@ from starlette.staticfiles import StaticFiles
 
 from console import queries
 from domain import codec
-from domain.api import ADMIN, AppState, Ctx, authenticate, domain_error_response, error_response, read_body
+from domain.api import (
+    ADMIN,
+    AppState,
+    Ctx,
+    authenticate,
+    database_error_response,
+    domain_error_response,
+    read_body,
+)
 from domain.audit.models import AuditEntry
 from domain.audit.queries import audit_filter
 from domain.clock import utcnow
@@ -96,11 +103,12 @@ def admin_view(state: AppState, handler: Handler, raw: bool = False) -> Callable
             return response
         except DomainError as exc:
             response = domain_error_response(exc)
-        except DBAPIError as exc:
-            log.warning("console: the database failed: %s", type(exc.orig).__name__)
-            response = error_response(
-                503, "service_unavailable", "the database does not answer; try again", {}, headers={"Retry-After": "5"}
-            )
+        except Exception as exc:
+            fault = database_error_response(exc)  # the API's one mapping of database faults to 503
+            if fault is None:
+                raise
+            log.warning("console: the database failed: %s", exc)
+            response = fault
         response.headers.update(SECURITY_HEADERS)
         return response
 

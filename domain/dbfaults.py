@@ -12,7 +12,8 @@ sender): `classify(exc)` says whether an exception is a database fault that is n
   closed-connection errors). Before COMMIT the server rolls the transaction back, so the unit runs again on a
   fresh connection; DURING COMMIT the outcome is unknown (see `during_commit`).
 - `unreachable`: no connection could be opened (2002, 2003, 1040 too many connections, 1045/1049 at connect
-  time are NOT faults: they are configuration), or the pool had no free connection in time.
+  time are NOT faults: they are configuration), SQLite's "unable to open database file", or the pool had no
+  free connection in time.
 
 Everything else (a constraint the code did not expect, a syntax error) is a bug and stays a 500.
 """
@@ -52,6 +53,7 @@ MYSQL_CODES: dict[int, str] = {
     1040: UNREACHABLE,  # too many connections
 }
 SQLITE_CONTENTION = ("database is locked", "database table is locked", "database schema is locked")
+SQLITE_UNREACHABLE = ("unable to open database file",)  # the file or its folder is not there (a lost mount)
 RETRY_AFTER_CONTENTION = 1  # seconds: the attempts ran out against other writers
 RETRY_AFTER_UNAVAILABLE = 5  # seconds: the database does not answer (a restart takes a few seconds)
 
@@ -99,8 +101,11 @@ def classify(exc: BaseException) -> Fault | None:
     text = str(orig)
     module = type(orig).__module__ if orig is not None else ""
     if module.startswith("sqlite3"):
-        if any(marker in text.lower() for marker in SQLITE_CONTENTION):
+        lowered = text.lower()
+        if any(marker in lowered for marker in SQLITE_CONTENTION):
             return Fault(CONTENTION, None, text[:200], during_commit)
+        if any(marker in lowered for marker in SQLITE_UNREACHABLE):
+            return Fault(UNREACHABLE, None, text[:200], during_commit)
         return None
     code = mysql_code(orig)
     kind = MYSQL_CODES.get(code) if code is not None else None

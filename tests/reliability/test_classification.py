@@ -81,6 +81,12 @@ def test_sqlite_locked_is_contention_and_other_sqlite_errors_are_bugs() -> None:
     assert classify(IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))) is None
 
 
+def test_a_sqlite_file_that_cannot_be_opened_is_unreachable() -> None:
+    gone = OperationalError(None, None, sqlite3.OperationalError("unable to open database file"))
+    fault = classify(gone)
+    assert fault is not None and fault.kind == UNREACHABLE
+
+
 @pytest.mark.parametrize(
     "exc",
     [
