@@ -794,7 +794,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (about 3 minutes)")
     parser.add_argument(
         "--mysql-url",
-        default=os.environ.get("LPG_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test_write"),
+        default=os.environ.get("LPG_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
         help="a MariaDB server URL; a database named --mysql-db is dropped and created on it",
     )
     parser.add_argument("--mysql-db", default="test_write_bench")
