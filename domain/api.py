@@ -27,10 +27,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain import codec
+from domain.accounts.authn import bearer_claims, resolve
 from domain.accounts.authn import load_user as load_user  # re-exported for the CouchDB surface
-from domain.accounts.authn import resolve
 from domain.accounts.policy import Actor, require_admin
 from domain.accounts.throttle import UNKNOWN_ADDRESS
+from domain.accounts.tokens import TokenClaims
 from domain.db import Database, UnitOfWork
 from domain.dbfaults import database_fault_response
 from domain.errors import (
@@ -81,6 +82,10 @@ class Endpoint:
     raw_body: bool = False  # the handler reads `ctx.payload` itself (sync push, replay)
     body_optional: bool = False
     extra_content: tuple[str, ...] = ()  # other media types the handler may answer with (`text/csv` reports)
+    # The bearer token is verified before the handler (no database), and its user and login session are
+    # checked by the handler inside its own unit of work, with `Ctx.load_actor` (the sync push: one unit,
+    # one thread hop). `auth` must be USER.
+    auth_in_unit: bool = False
 
     @property
     def name(self) -> str:
@@ -100,6 +105,7 @@ class Ctx:
     query: Any = None
     response_format: str = codec.JSON
     headers: dict[str, str] = field(default_factory=dict)
+    claims: TokenClaims | None = None  # an `auth_in_unit` endpoint's verified token, its user not yet loaded
 
     @property
     def settings(self) -> Settings:
@@ -112,6 +118,14 @@ class Ctx:
     @property
     def actor(self) -> AuthUser:
         assert self.user is not None, "endpoint declared public but needs a user"
+        return self.user
+
+    def load_actor(self, session: Session) -> AuthUser:
+        """An `auth_in_unit` endpoint's caller, loaded in the handler's unit: the token's user, active, and
+        its login session not ended (one statement, `domain.accounts.authn.load_user`)."""
+        if self.user is None:
+            assert self.claims is not None, "load_actor is for auth_in_unit endpoints"
+            self.user = load_user(session, self.claims.user_id, self.claims.family)
         return self.user
 
     def unit(self, readonly: bool = False) -> UnitOfWork:
@@ -301,10 +315,16 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             limit = state.settings.max_body_bytes
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
-            user = await run_in_threadpool(authenticate, state, request, endpoint.auth)
-            if user is not None:
-                request.state.user_id = user.id  # for the access log
-            ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt)
+            claims = None
+            if endpoint.auth_in_unit:
+                claims = bearer_claims(state.settings, request.headers.get("authorization"))
+                user = None
+                request.state.user_id = claims.user_id  # for the access log
+            else:
+                user = await run_in_threadpool(authenticate, state, request, endpoint.auth)
+                if user is not None:
+                    request.state.user_id = user.id  # for the access log
+            ctx = Ctx(request, state, user, dict(request.path_params), response_format=fmt, claims=claims)
             for name, value in ctx.path.items():
                 if isinstance(value, int) and not 0 < value <= MAX_ID:  # no row has such an id
                     raise NotFound(f"no record has {name} {value}", {name: str(value)})

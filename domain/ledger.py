@@ -258,6 +258,8 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     if session.get_bind().dialect.name != "sqlite":
         stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(session.execute(stmt, rows).scalars().all())
+    if len(rows) == 1:  # one row: its own id, no order to keep
+        return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
     session.execute(insert(table), rows)
     last = int(session.execute(text("SELECT last_insert_rowid()")).scalar_one())
     first = last - len(rows) + 1

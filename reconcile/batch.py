@@ -85,6 +85,14 @@ class Fallback(Exception):
     """The fast path cannot vouch for this batch: run it again with a savepoint per change."""
 
 
+class Resend(Exception):
+    """Another push of the same device committed some of this batch's changes first: run it again, and
+    they answer as duplicates (what the device's own resend would see)."""
+
+
+RESENDS = 5  # a device's own pushes racing each other; more than this many in a row is a bug
+
+
 def fingerprint(change: Change) -> str:
     """Equal after decoding means the same change: key order and encoding do not matter."""
     return hashlib.sha256(orjson.dumps([change.op, change.data], option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -161,6 +169,7 @@ class Runner:
     open_rejections: dict[str, str] = field(default_factory=dict)
     committed: bool = False
     last_seq: int | None = None  # the feed's seq at this batch's commit, known without another unit
+    device_owner: int | None = None  # the device's registered user, read with the idempotency records
 
     @property
     def session(self) -> Session:
@@ -201,6 +210,8 @@ class Runner:
     # -- 2. what this device pushed before ------------------------------------------------------------
 
     def prefetch(self) -> None:
+        """One round trip: the device's owner, and its idempotency records and open rejections for every
+        temp id the batch names (its changes' keys and the temp ids they refer to)."""
         names: set[str] = set()
         for change in self.envelope.changes:
             names.add(change.client_temp_id)
@@ -215,43 +226,59 @@ class Runner:
                 value = change.data.get(field_name)
                 if isinstance(value, str):
                     names.add(value)
-        if not names:
-            return
         device_id = self.envelope.device_id
-        applied, rejected = AppliedChange.__table__.c, RejectedChange.__table__.c
-        for chunk in _chunks(sorted(names), 500):
-            # One round trip: the applied records and the open rejections of these temp ids together.
-            query = union_all(
-                select(
-                    literal(0).label("kind"),
-                    applied.id,
-                    applied.client_temp_id,
-                    applied.op,
-                    applied.fingerprint,
-                    applied.entity,
-                    applied.entity_id,
-                    applied.result,
-                ).where(applied.device_id == device_id, applied.client_temp_id.in_(chunk)),
-                select(
-                    literal(1).label("kind"),
-                    rejected.id,
-                    rejected.client_temp_id,
-                    rejected.op,
-                    rejected.error_code,
-                    null(),
-                    null(),
-                    null(),
-                ).where(
-                    rejected.device_id == device_id,
-                    rejected.client_temp_id.in_(chunk),
-                    rejected.resolved_at.is_(None),
-                ),
-            ).order_by(text("kind"), text("id"))
+        applied, rejected, devices = AppliedChange.__table__.c, RejectedChange.__table__.c, Device.__table__.c
+        owner = select(
+            literal(2).label("kind"), devices.id, null(), null(), null(), null(), devices.user_id, null()
+        ).where(devices.device_id == device_id)
+        for number, chunk in enumerate(_chunks(sorted(names), 500) or [[]]):
+            # One round trip: the applied records and the open rejections of these temp ids together (and,
+            # with the first chunk, the device's owner).
+            parts = [owner] if number == 0 else []
+            if chunk:
+                parts += [
+                    select(
+                        literal(0).label("kind"),
+                        applied.id,
+                        applied.client_temp_id,
+                        applied.op,
+                        applied.fingerprint,
+                        applied.entity,
+                        applied.entity_id,
+                        applied.result,
+                    ).where(applied.device_id == device_id, applied.client_temp_id.in_(chunk)),
+                    select(
+                        literal(1).label("kind"),
+                        rejected.id,
+                        rejected.client_temp_id,
+                        rejected.op,
+                        rejected.error_code,
+                        null(),
+                        null(),
+                        null(),
+                    ).where(
+                        rejected.device_id == device_id,
+                        rejected.client_temp_id.in_(chunk),
+                        rejected.resolved_at.is_(None),
+                    ),
+                ]
+            query = union_all(*parts).order_by(text("kind"), text("id")) if len(parts) > 1 else parts[0]
             for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query):
                 if kind == 0:
                     self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
-                else:
+                elif kind == 1:
                     self.open_rejections[temp_id] = fp_or_code  # the latest wins
+                else:
+                    self.device_owner = entity_id
+
+    def check_device(self, now: datetime) -> None:
+        """The device must be registered to this user; its first push registers it (an atomic upsert: two
+        first pushes may race). Its row is not locked here: see `finish` for why none is needed."""
+        if self.device_owner is None:
+            self.device_owner = self.lock_device(now).user_id
+        if self.device_owner != self.actor.id:
+            device_id = self.envelope.device_id
+            raise Forbidden(f"device {device_id} is registered to another user", {"device_id": device_id})
 
     # -- 3. each change --------------------------------------------------------------------------------
 
@@ -416,8 +443,14 @@ class Runner:
 
     # -- 4. effects -------------------------------------------------------------------------------------
 
-    def finish(self, device: Device, now: datetime) -> None:
-        """Flush the services' rows, then write idempotency records, rejections and the device counters."""
+    def finish(self, now: datetime) -> None:
+        """Flush the services' rows, then write idempotency records, rejections and the device counters.
+
+        Two pushes of one device at once (a resend racing its original) are told apart here, not by a lock
+        taken at the start: both may apply the same change, but the idempotency records' unique key
+        (device, temp id) lets only one commit it. The other's INSERT waits for that commit, fails, and its
+        batch runs again (`Resend`), now seeing those changes as duplicates. SQLite has one writer at a
+        time, so there the second push simply starts after the first."""
         flush_all(self.session)
         for r in self.results:  # every record has its id now; after a rollback (dry run) none may be read
             r.wire = r.to_wire()
@@ -440,16 +473,30 @@ class Runner:
                 self.session.execute(insert(AppliedChange.__table__), chunk)  # Core: no ORM bookkeeping per row
             self.resolve_rejections([r.change.client_temp_id for r in applied], now)
         self.write_rejections([r for r in self.results if r.status == "rejected"], now)
-        counts = self.counts()
-        device.applied_count += counts["applied"]
-        device.duplicate_count += counts["duplicate"]
-        device.rejected_count += counts["rejected"]
-        device.last_push_at = now
+        self.count_on_device(now)
+
+    def count_on_device(self, now: datetime) -> None:
+        """The device registry's counters and stamps, moved by one UPDATE (no read of the row before it)."""
+        counts, column = self.counts(), Device.__table__.c
+        values: dict[str, Any] = {
+            "applied_count": column.applied_count + counts["applied"],
+            "duplicate_count": column.duplicate_count + counts["duplicate"],
+            "rejected_count": column.rejected_count + counts["rejected"],
+            "last_push_at": now,
+            "version": column.version + 1,
+            "last_modified": now,
+        }
         if self.envelope.app_version:
-            device.app_version = self.envelope.app_version
+            values["app_version"] = self.envelope.app_version
         if self.envelope.device_time is not None:
-            device.clock_skew_ms = int((self.envelope.device_time - now).total_seconds() * 1000)
-        device.touch(now)
+            values["clock_skew_ms"] = int((self.envelope.device_time - now).total_seconds() * 1000)
+        moved = self.session.execute(
+            update(Device.__table__)
+            .where(column.device_id == self.envelope.device_id, column.user_id == self.actor.id)
+            .values(values)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise Resend(f"device {self.envelope.device_id} changed while its batch ran")
 
     def resolve_rejections(self, temp_ids: list[str], now: datetime) -> None:
         open_ids = [t for t in temp_ids if t in self.open_rejections]
@@ -505,9 +552,14 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 # -- the protocol, end to end ----------------------------------------------------------------------------
 
 
+# Who pushes: the actor, or how to load it inside the batch's own unit (a push checks its bearer token's
+# user and login session there, as its first statement: `domain.accounts.authn.load_user`).
+Pusher = Actor | Callable[[Session], Actor]
+
+
 def apply_batch(
     db: Database,
-    actor: Actor,
+    actor: Pusher,
     envelope: Envelope,
     *,
     dry_run: bool = False,
@@ -532,20 +584,29 @@ def apply_batch(
 
 
 def _attempt(
-    db: Database, actor: Actor, envelope: Envelope, dry_run: bool, batch_id: str, resolver: int | None
+    db: Database, actor: Pusher, envelope: Envelope, dry_run: bool, batch_id: str, resolver: int | None
 ) -> tuple[Runner, dict[str, Any]]:
     now = utcnow()
-    try:
-        runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=False)
-    except Fallback as exc:
-        log.info("batch %s: %s; applying change by change", batch_id, exc)
-        runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=True)
-    return runner, _response(db, runner, now, dry_run)
+    savepoints = False
+    for resend in range(RESENDS + 1):
+        try:
+            runner = _run(db, actor, envelope, dry_run, batch_id, resolver, now, savepoints=savepoints)
+            return runner, _response(db, runner, now, dry_run)
+        except Fallback as exc:
+            if savepoints:
+                raise RuntimeError(f"batch {batch_id}: fell back twice") from exc
+            log.info("batch %s: %s; applying change by change", batch_id, exc)
+            savepoints = True
+        except Resend as exc:
+            if resend == RESENDS:
+                raise RuntimeError(f"batch {batch_id}: {exc}, {RESENDS + 1} times") from exc
+            log.info("batch %s: %s; running it again", batch_id, exc)
+    raise AssertionError("unreachable")
 
 
 def _run(
     db: Database,
-    actor: Actor,
+    actor: Pusher,
     envelope: Envelope,
     dry_run: bool,
     batch_id: str,
@@ -555,21 +616,26 @@ def _run(
     savepoints: bool,
 ) -> Runner:
     with db.unit() as uow:
-        runner = Runner(uow, actor, envelope, batch_id, savepoints, resolver)
-        device = runner.lock_device(now)  # 1.
-        runner.prefetch()  # 2.
+        pusher = actor(uow.session) if callable(actor) else actor  # the unit's first statement, if any
+        runner = Runner(uow, pusher, envelope, batch_id, savepoints, resolver)
+        runner.prefetch()  # 1. and 2.
+        runner.check_device(now)
         runner.run()  # 3.
         atomic_failed = envelope.atomic and any(r.status == "rejected" for r in runner.results)
         if atomic_failed:
             _roll_back_all(runner)
             uow.rollback()
             if not dry_run:
-                _record_atomic_refusal(db, actor, envelope, runner, now)
+                _record_atomic_refusal(db, runner.actor, envelope, runner, now)
             return runner
         try:
-            runner.finish(device, now)  # 4.
+            runner.finish(now)  # 4.
         except DBAPIError as exc:
-            if db.is_retryable(exc) or savepoints:
+            if db.is_retryable(exc):
+                raise
+            if isinstance(exc, IntegrityError) and _applied_twice(exc):
+                raise Resend("another push of this device applied some of its changes first") from exc
+            if savepoints:
                 raise
             raise Fallback(f"the database refused the batch's writes: {exc.orig}") from exc
         if dry_run:
@@ -583,6 +649,12 @@ def _run(
             runner.committed = True
             runner.last_seq = before if quiet else unit_state(uow.session).last_seq
     return runner
+
+
+def _applied_twice(exc: IntegrityError) -> bool:
+    """The idempotency records' unique key (device, temp id) refused a row: a concurrent push of the same
+    device committed that change first."""
+    return (exc.statement or "").lstrip().upper().startswith("INSERT INTO SYNC_APPLIED")
 
 
 def _roll_back_all(runner: Runner) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from domain.accounts.models import Device
 from domain.accounts.policy import Actor
 from domain.catalog.models import Customer
 from domain.db import Database
@@ -85,3 +86,12 @@ def test_identical_pushes_at_once_apply_each_change_once(demo: Database, threads
         )
 
     assert demo.read(counts) == (10, 10, 10, 10)
+    # The device registry counts what each push answered: every change applied once, the rest duplicates.
+    device = demo.read(
+        lambda s: s.execute(
+            select(Device.applied_count, Device.duplicate_count, Device.rejected_count, Device.version).where(
+                Device.device_id == "tab-race"
+            )
+        ).one()
+    )
+    assert tuple(device) == (20, 20 * (threads - 1), 0, 1 + threads)

@@ -88,8 +88,8 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "PING"}
 # (statements, round trips) for: 1-change customer, 1-change confirmed sale, 500 customers, 500 confirmed
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
-    "sqlite": ((14, 18), (40, 44), (20, 24), (79, 83)),
-    "mysql": ((10, 12), (28, 30), (14, 16), (55, 57)),
+    "sqlite": ((10, 12), (30, 32), (18, 20), (77, 79)),
+    "mysql": ((9, 10), (27, 28), (13, 14), (54, 55)),
 }
 
 
