@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, case, event, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, case, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -256,17 +256,33 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     (`BEGIN IMMEDIATE`), so one `executemany` gives the rows consecutive ids ending at
     `last_insert_rowid()`. That is checked (the range must hold exactly these rows), never assumed."""
     if session.get_bind().dialect.name != "sqlite":
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        stmt = _statement(table, "returning-in-order")
         return list(session.execute(stmt, rows).scalars().all())
     if len(rows) == 1:  # one row: its own id, no order to keep
-        return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
-    session.execute(insert(table), rows)
+        return [session.execute(_statement(table, "returning"), rows[0]).scalar_one()]
+    session.execute(_statement(table, "insert"), rows)
     last = int(session.execute(text("SELECT last_insert_rowid()")).scalar_one())
     first = last - len(rows) + 1
     held = session.execute(select(func.count()).select_from(table).where(table.c.id.between(first, last))).scalar_one()
     if held != len(rows):
         raise RuntimeError(f"{table.name}: the new rows' ids are not consecutive")
     return list(range(first, last + 1))
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(table: Table, kind: str) -> Any:
+    """A table's INSERT statements, built once per process (building one costs more than running it)."""
+    stmt = _STATEMENTS.get((table.name, kind))
+    if stmt is None:
+        stmt = insert(table)
+        if kind == "returning-in-order":
+            stmt = stmt.returning(table.c.id, sort_by_parameter_order=True)
+        elif kind == "returning":
+            stmt = stmt.returning(table.c.id)
+        _STATEMENTS[(table.name, kind)] = stmt
+    return stmt
 
 
 def flush_all(session: Session) -> None:
@@ -360,15 +376,7 @@ def write_ledger(session: Session) -> None:
         for a in ledger.audits
     ]
     # 3. The late lock: both counter rows, always audit before feed.
-    counters = {
-        name: (value, head)
-        for name, value, head in session.execute(
-            select(Counter.name, Counter.value, Counter.head)
-            .where(Counter.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
-            .order_by(Counter.name)
-            .with_for_update()
-        )
-    }
+    counters = {name: (value, head) for name, value, head in session.execute(_LATE_LOCK)}
     # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
     seq = counters[FEED_COUNTER][0]
     for row in feed_rows:
@@ -398,9 +406,17 @@ def write_ledger(session: Session) -> None:
     # 5. Multi-row writes, then the counters move (one statement for all of them).
     _upsert_feed(session, feed_rows)
     for chunk in _chunks(audit_rows):
-        session.execute(insert(AUDIT_TABLE), chunk)  # Core: no ORM bookkeeping per row
+        session.execute(_statement(AUDIT_TABLE, "insert"), chunk)  # Core: no ORM bookkeeping per row
     _move_counters(session, moved, head)
     ledger.clear()
+
+
+_LATE_LOCK = (
+    select(Counter.name, Counter.value, Counter.head)
+    .where(Counter.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
+    .order_by(Counter.name)
+    .with_for_update()
+)
 
 
 def _moved_numbers(ledger: Ledger) -> Iterable[tuple[str, int]]:
@@ -415,12 +431,33 @@ def _move_counters(session: Session, moved: dict[str, int], audit_head: str | No
     """One UPDATE for every counter row the transaction moves (all of them locked by it already)."""
     if not moved:
         return
+    if audit_head is not None and moved.keys() == {AUDIT_COUNTER, FEED_COUNTER}:  # a push's usual case
+        session.execute(
+            _MOVE_FEED_AND_AUDIT, {"feed": moved[FEED_COUNTER], "audit": moved[AUDIT_COUNTER], "head": audit_head}
+        )
+        return
     table: Table = Counter.__table__  # type: ignore[assignment]
     column = table.c
     values: dict[str, Any] = {"value": case(moved, value=column.name) if len(moved) > 1 else next(iter(moved.values()))}
     if audit_head is not None:
         values["head"] = case((column.name == AUDIT_COUNTER, audit_head), else_=column.head)
     session.execute(update(table).where(column.name.in_(list(moved))).values(values))
+
+
+def _move_feed_and_audit_statement() -> Any:
+    table: Table = Counter.__table__  # type: ignore[assignment]
+    column = table.c
+    return (
+        update(table)
+        .where(column.name.in_((AUDIT_COUNTER, FEED_COUNTER)))
+        .values(
+            value=case((column.name == FEED_COUNTER, bindparam("feed")), else_=bindparam("audit")),
+            head=case((column.name == AUDIT_COUNTER, bindparam("head")), else_=column.head),
+        )
+    )
+
+
+_MOVE_FEED_AND_AUDIT = _move_feed_and_audit_statement()
 
 
 def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
@@ -451,20 +488,27 @@ def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
 def _upsert_feed(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    table: Table = FeedEntry.__table__  # type: ignore[assignment]
-    columns = ("seq", "version", "scope", "deleted", "last_modified", "doc")
-    # One fixed statement executed for many rows (compiled once; the driver sends multi-row batches).
-    stmt: Any
-    if session.get_bind().dialect.name == "sqlite":
-        lite = sqlite_dialect.insert(table)
-        stmt = lite.on_conflict_do_update(
-            index_elements=["entity", "entity_id"], set_={c: lite.excluded[c] for c in columns}
-        )
-    else:
-        maria = mysql_dialect.insert(table)
-        stmt = maria.on_duplicate_key_update({c: maria.inserted[c] for c in columns})
+    stmt = _FEED_UPSERT["sqlite" if session.get_bind().dialect.name == "sqlite" else "mysql"]
     for chunk in _chunks(rows):
         session.execute(stmt, chunk)
+
+
+def _feed_upserts() -> dict[str, Any]:
+    """The feed's upsert per dialect: one fixed statement executed for many rows (built and compiled once;
+    the driver sends multi-row batches)."""
+    table: Table = FeedEntry.__table__  # type: ignore[assignment]
+    columns = ("seq", "version", "scope", "deleted", "last_modified", "doc")
+    lite = sqlite_dialect.insert(table)
+    maria = mysql_dialect.insert(table)
+    return {
+        "sqlite": lite.on_conflict_do_update(
+            index_elements=["entity", "entity_id"], set_={c: lite.excluded[c] for c in columns}
+        ),
+        "mysql": maria.on_duplicate_key_update({c: maria.inserted[c] for c in columns}),
+    }
+
+
+_FEED_UPSERT = _feed_upserts()
 
 
 def _chunks(rows: list[Any]) -> Iterable[list[Any]]:

@@ -2,10 +2,11 @@
 
 The steps, numbered as in the code (docs/sync-protocol.md "Push"):
 
-1. Lock the device row (created on first push, registered to that user; another user is refused). Two
-   pushes from one device, such as a retry racing its original, are serialized here, so the loser sees
-   the winner's changes as duplicates.
-2. Prefetch the device's idempotency records and open rejections for every temp id the batch names.
+1. The device's owner (registered to the user on its first push; another user is refused), read with
+2. the device's idempotency records and open rejections for every temp id the batch names (one query).
+   The device row is not locked: two pushes from one device at once (a retry racing its original) are
+   told apart by the idempotency records' unique key at step 4, and the loser runs again (`Resend`),
+   seeing the winner's changes as duplicates.
 3. For each change, in order: idempotency (same key + same content -> `duplicate` with the stored
    result; other content -> `idempotency_key_reuse`), op lookup, temp-id references (this batch's id map,
    then the persistent one; a refused one -> `dependency_rejected` naming the cause, an unknown one ->
@@ -32,7 +33,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import insert, literal, null, select, text, union_all, update
+from sqlalchemy import bindparam, func, insert, literal, null, select, text, union_all, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
@@ -227,43 +228,12 @@ class Runner:
                 if isinstance(value, str):
                     names.add(value)
         device_id = self.envelope.device_id
-        applied, rejected, devices = AppliedChange.__table__.c, RejectedChange.__table__.c, Device.__table__.c
-        owner = select(
-            literal(2).label("kind"), devices.id, null(), null(), null(), null(), devices.user_id, null()
-        ).where(devices.device_id == device_id)
         for number, chunk in enumerate(_chunks(sorted(names), 500) or [[]]):
             # One round trip: the applied records and the open rejections of these temp ids together (and,
             # with the first chunk, the device's owner).
-            parts = [owner] if number == 0 else []
-            if chunk:
-                parts += [
-                    select(
-                        literal(0).label("kind"),
-                        applied.id,
-                        applied.client_temp_id,
-                        applied.op,
-                        applied.fingerprint,
-                        applied.entity,
-                        applied.entity_id,
-                        applied.result,
-                    ).where(applied.device_id == device_id, applied.client_temp_id.in_(chunk)),
-                    select(
-                        literal(1).label("kind"),
-                        rejected.id,
-                        rejected.client_temp_id,
-                        rejected.op,
-                        rejected.error_code,
-                        null(),
-                        null(),
-                        null(),
-                    ).where(
-                        rejected.device_id == device_id,
-                        rejected.client_temp_id.in_(chunk),
-                        rejected.resolved_at.is_(None),
-                    ),
-                ]
-            query = union_all(*parts).order_by(text("kind"), text("id")) if len(parts) > 1 else parts[0]
-            for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query):
+            query = _PREFETCH[(number == 0, bool(chunk))]
+            params = {"device_id": device_id, "names": chunk}
+            for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query, params):
                 if kind == 0:
                     self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
                 elif kind == 1:
@@ -470,30 +440,29 @@ class Runner:
                 for r in applied
             ]
             for chunk in _chunks(rows, 400):
-                self.session.execute(insert(AppliedChange.__table__), chunk)  # Core: no ORM bookkeeping per row
+                self.session.execute(_INSERT_APPLIED, chunk)  # Core: no ORM bookkeeping per row
             self.resolve_rejections([r.change.client_temp_id for r in applied], now)
         self.write_rejections([r for r in self.results if r.status == "rejected"], now)
         self.count_on_device(now)
 
     def count_on_device(self, now: datetime) -> None:
         """The device registry's counters and stamps, moved by one UPDATE (no read of the row before it)."""
-        counts, column = self.counts(), Device.__table__.c
-        values: dict[str, Any] = {
-            "applied_count": column.applied_count + counts["applied"],
-            "duplicate_count": column.duplicate_count + counts["duplicate"],
-            "rejected_count": column.rejected_count + counts["rejected"],
-            "last_push_at": now,
-            "version": column.version + 1,
-            "last_modified": now,
-        }
-        if self.envelope.app_version:
-            values["app_version"] = self.envelope.app_version
-        if self.envelope.device_time is not None:
-            values["clock_skew_ms"] = int((self.envelope.device_time - now).total_seconds() * 1000)
+        counts, envelope = self.counts(), self.envelope
+        skew = None
+        if envelope.device_time is not None:
+            skew = int((envelope.device_time - now).total_seconds() * 1000)
         moved = self.session.execute(
-            update(Device.__table__)
-            .where(column.device_id == self.envelope.device_id, column.user_id == self.actor.id)
-            .values(values)
+            _COUNT_ON_DEVICE,
+            {
+                "applied": counts["applied"],
+                "duplicate": counts["duplicate"],
+                "rejected": counts["rejected"],
+                "now": now,
+                "app_version": envelope.app_version or None,
+                "skew": skew,
+                "b_device_id": envelope.device_id,
+                "b_user_id": self.actor.id,
+            },
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise Resend(f"device {self.envelope.device_id} changed while its batch ran")
@@ -526,7 +495,7 @@ class Runner:
             for r in rejected
         ]
         for chunk in _chunks(rows, 400):
-            self.session.execute(insert(RejectedChange.__table__), chunk)
+            self.session.execute(_INSERT_REJECTED, chunk)
 
     def issued_invoices(self) -> list[int]:
         """The invoices this batch's confirms issued, in batch order."""
@@ -543,6 +512,69 @@ class Runner:
         for r in self.results:
             counts[r.status] += 1
         return counts
+
+
+def _prefetch_queries() -> dict[tuple[bool, bool], Any]:
+    """The prefetch's statements, built once: (with the device's owner, with temp ids) -> statement."""
+    applied, rejected, devices = AppliedChange.__table__.c, RejectedChange.__table__.c, Device.__table__.c
+    device_id, names = bindparam("device_id"), bindparam("names", expanding=True)
+    owner = select(literal(2).label("kind"), devices.id, null(), null(), null(), null(), devices.user_id, null()).where(
+        devices.device_id == device_id
+    )
+    records = select(
+        literal(0).label("kind"),
+        applied.id,
+        applied.client_temp_id,
+        applied.op,
+        applied.fingerprint,
+        applied.entity,
+        applied.entity_id,
+        applied.result,
+    ).where(applied.device_id == device_id, applied.client_temp_id.in_(names))
+    refusals = select(
+        literal(1).label("kind"),
+        rejected.id,
+        rejected.client_temp_id,
+        rejected.op,
+        rejected.error_code,
+        null(),
+        null(),
+        null(),
+    ).where(rejected.device_id == device_id, rejected.client_temp_id.in_(names), rejected.resolved_at.is_(None))
+    order = (text("kind"), text("id"))
+    return {
+        (True, True): union_all(owner, records, refusals).order_by(*order),
+        (True, False): owner,
+        (False, True): union_all(records, refusals).order_by(*order),
+    }
+
+
+_PREFETCH = _prefetch_queries()
+_INSERT_APPLIED = insert(AppliedChange.__table__)  # Core, built once: no ORM bookkeeping per row
+_INSERT_REJECTED = insert(RejectedChange.__table__)
+
+
+def _count_on_device_statement() -> Any:
+    """The device registry's one UPDATE per push, built once (an absent app version or device time keeps
+    the stored one)."""
+    column = Device.__table__.c
+    return (
+        update(Device.__table__)
+        .where(column.device_id == bindparam("b_device_id"), column.user_id == bindparam("b_user_id"))
+        .values(
+            applied_count=column.applied_count + bindparam("applied"),
+            duplicate_count=column.duplicate_count + bindparam("duplicate"),
+            rejected_count=column.rejected_count + bindparam("rejected"),
+            last_push_at=bindparam("now"),
+            version=column.version + 1,
+            last_modified=bindparam("now"),
+            app_version=func.coalesce(bindparam("app_version", type_=column.app_version.type), column.app_version),
+            clock_skew_ms=func.coalesce(bindparam("skew", type_=column.clock_skew_ms.type), column.clock_skew_ms),
+        )
+    )
+
+
+_COUNT_ON_DEVICE = _count_on_device_statement()
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

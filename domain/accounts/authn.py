@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from sqlalchemy import exists, literal, select
+from sqlalchemy import bindparam, exists, literal, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.models import RefreshToken, User
@@ -32,19 +32,28 @@ from domain.settings import Settings
 AuthUser = Actor
 
 
+# One statement each, built once: the user's row, and whether the token's login session was ended.
+_USER = select(User.id, User.username, User.role, User.active, literal(False).label("ended")).where(
+    User.id == bindparam("user_id")
+)
+_USER_AND_SESSION = select(
+    User.id,
+    User.username,
+    User.role,
+    User.active,
+    exists().where(RefreshToken.family == bindparam("family"), RefreshToken.revoked_at.is_not(None)).label("ended"),
+).where(User.id == bindparam("user_id"))
+
+
 def load_user(session: Session, user_id: int, family: str | None = None) -> AuthUser:
     """The token's user, if still active and (for tokens issued by login) its session was not ended.
 
-    One statement: the user's row and whether the token's login session was ended, read together (it is the
-    first statement of a push's own unit, and of every other authenticated request's)."""
-    ended = (
-        exists().where(RefreshToken.family == family, RefreshToken.revoked_at.is_not(None))
-        if family is not None
-        else literal(False)
-    )
-    row = session.execute(
-        select(User.id, User.username, User.role, User.active, ended.label("ended")).where(User.id == user_id)
-    ).first()
+    One statement (it is the first statement of a push's own unit, and of every other authenticated
+    request's)."""
+    if family is None:
+        row = session.execute(_USER, {"user_id": user_id}).first()
+    else:
+        row = session.execute(_USER_AND_SESSION, {"user_id": user_id, "family": family}).first()
     if row is None or not row.active:
         raise InvalidToken("the token's user does not exist or is deactivated")
     if row.ended:
