@@ -41,6 +41,7 @@ PUSH_INSTEAD = (
 LOCAL_MAX_BYTES = 16 * 1024
 LOCAL_MAX_PER_USER = 50
 MAX_LIMIT = 10_000
+PAGE = 1000  # rows read at a time
 RESULTS_POLL = 1.0
 
 
@@ -295,16 +296,35 @@ def couch_changes(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
     if q.feed in ("continuous", "eventsource"):
         media = "text/event-stream" if q.feed == "eventsource" else "application/json"
         return WatchedResponse(lambda: _stream(ctx, actor, q, since), media)
-    limit = q.limit if q.limit is not None else 1000
+    limit = q.limit if q.limit is not None else PAGE
     page = _page(ctx, actor, q, since, max(limit, 1))
     if q.feed == "longpoll" and not page.rows and not q.descending:
         wait = q.timeout if q.heartbeat is None else min(q.timeout, q.heartbeat)
         page = _wait(ctx, actor, q, page.last_seq, max(limit, 1), wait)
+    if q.limit is None and page.pending and not q.descending:
+        # No `limit`: every change, as CouchDB answers. CouchDB's replicator reads a one-shot replication's
+        # feed with a single such request and ends when it ends, so a page would end its replication early.
+        return WatchedResponse(lambda: _all_pages(ctx, actor, q, page), "application/json")
     items = b",".join(_change_bytes(r, q.include_docs, q.revs) for r in page.rows)
     return Response(
         b'{"results":[%s],"last_seq":%d,"pending":%d}' % (items, page.last_seq, page.pending),
         media_type="application/json",
     )
+
+
+async def _all_pages(ctx: Ctx, actor: Actor, q: ChangesRequest, page: feed.Page) -> AsyncIterator[bytes]:
+    """A normal feed without `limit`, streamed a page at a time (memory stays flat): each page is read
+    after the `last_seq` of the one before, so nothing is skipped; `last_seq` is the last page's."""
+    head = b'{"results":['
+    while True:
+        items = b",".join(_change_bytes(r, q.include_docs, q.revs) for r in page.rows)
+        if items:
+            yield head + items
+            head = b","
+        if not page.pending:
+            break
+        page = await run_in_threadpool(_page, ctx, actor, q, page.last_seq, PAGE)
+    yield (b'{"results":[' if head != b"," else b"") + b'],"last_seq":%d,"pending":0}' % page.last_seq
 
 
 def _wait(ctx: Ctx, actor: Actor, q: ChangesRequest, since: int, limit: int, timeout_ms: int) -> feed.Page:
