@@ -38,7 +38,10 @@ PUSH_INSTEAD = (
     "this database is a read-only replication source: business changes go through POST /api/v1/sync/push "
     "or by replicating a device's queue to /couchdb/queue-<device_id>"
 )
-LOCAL_MAX_BYTES = 16 * 1024
+# CouchDB's replicator keeps 50 history entries in its checkpoint, each with three source seqs; a CouchDB 3
+# source's seqs run to hundreds of bytes (one part per shard), so a long-lived replication's checkpoint
+# grows to tens of KiB. Refusing it would fail every checkpoint from then on.
+LOCAL_MAX_BYTES = 1024 * 1024
 LOCAL_MAX_PER_USER = 50
 MAX_LIMIT = 10_000
 PAGE = 1000  # rows read at a time
@@ -533,6 +536,24 @@ def _local_row(s: Any, user: int, db: str, doc_id: str, lock: bool = False) -> C
     return s.scalars(stmt.with_for_update() if lock else stmt).first()
 
 
+def _local_rev(body: dict[str, Any]) -> Any:
+    """The revision a `_local` write is based on: `_rev`, or `_revisions` alone. CouchDB's replicator sends
+    both (`"_rev": "0-3"`, `"_revisions": {"start": 0, "ids": ["3"]}`); neither is part of the stored body:
+    a `_revisions` kept there would come back on the next GET, and CouchDB's document parser takes
+    `_revisions` over `_rev`, so the replicator would base its next write on a stale revision (409)."""
+    for name in body:
+        if name.startswith("_") and name not in ("_id", "_rev", "_revisions"):
+            raise CouchError(400, "doc_validation", f"Bad special document member: {name}")
+    revisions = body.get("_revisions")
+    if "_rev" in body or revisions is None:
+        return body.get("_rev")
+    ids = revisions.get("ids") if isinstance(revisions, dict) else None
+    start = revisions.get("start") if isinstance(revisions, dict) else None
+    if not isinstance(start, int) or not isinstance(ids, list) or not ids or not isinstance(ids[0], str):
+        raise CouchError(400, "doc_validation", "_revisions must be {start, ids}")
+    return f"{start}-{ids[0]}"
+
+
 @router.get("/couchdb/{db}/_local/{id}", auth=SELF_AUTH)
 @couch
 def couch_get_local(ctx: Ctx, actor: Actor, db: DbName | None) -> dict[str, Any]:
@@ -542,23 +563,24 @@ def couch_get_local(ctx: Ctx, actor: Actor, db: DbName | None) -> dict[str, Any]
     row = ctx.read(lambda s: _local_row(s, actor.id, db.name, doc_id))
     if row is None:
         raise CouchError(404, "not_found", "missing")
-    return {**orjson.loads(row.doc), "_id": f"_local/{doc_id}", "_rev": row.rev}
+    body = {k: v for k, v in orjson.loads(row.doc).items() if not k.startswith("_")}
+    return {**body, "_id": f"_local/{doc_id}", "_rev": row.rev}
 
 
 @router.put("/couchdb/{db}/_local/{id}", auth=SELF_AUTH, raw_body=True)
 @couch
 def couch_put_local(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
     """Store a checkpoint document (per user): its `_rev` must be the stored one (409 when stale), its
-    size at most 16 KiB; beyond 50 documents a user's least recently written one is dropped."""
+    size at most 1 MiB; beyond 50 documents a user's least recently written one is dropped."""
     db = _source(db)
     doc_id = str(ctx.path["id"])
     body = ctx.payload
     if not isinstance(body, dict):
         raise CouchError(400, "bad_request", "the document must be a JSON object")
-    stored = orjson.dumps({k: v for k, v in body.items() if k not in ("_id", "_rev")})
+    given = _local_rev(body)
+    stored = orjson.dumps({k: v for k, v in body.items() if not k.startswith("_")})
     if len(stored) > LOCAL_MAX_BYTES or len(doc_id) > 200:
         raise CouchError(413, "too_large", f"a _local document holds at most {LOCAL_MAX_BYTES} bytes")
-    given = body.get("_rev")
 
     def work(uow: Any) -> str:
         s = uow.session
