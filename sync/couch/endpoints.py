@@ -8,6 +8,7 @@ CouchDB client may send HTTP Basic credentials as well as the bearer token, and 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -672,41 +673,102 @@ def _refuse(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
 _register("POST", "/couchdb/{db}/", "couch_refuse_post_db", _refuse, summary="Refused: use the push")
 
 
-@router.get("/couchdb/{db}/{docid}", auth=SELF_AUTH)
+MULTIPART = "multipart/mixed"
+
+
+def _wants_multipart(accept: str | None) -> bool:
+    """Whether `Accept` names `multipart/mixed` (or `multipart/*`) with q > 0, as CouchDB's replicator sends
+    for `open_revs`. Other clients (PouchDB sends `application/json`, a bare `*/*`) get the JSON list."""
+    for part in (accept or "").split(","):
+        kind, _, params = part.strip().partition(";")
+        if kind.strip().lower() not in (MULTIPART, "multipart/*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            return True
+    return False
+
+
+def _open_revs_multipart(parts: list[tuple[bytes | None, Any]]) -> Response:
+    """`open_revs` as CouchDB sends it to `Accept: multipart/mixed`: one part per asked revision, a found
+    one `Content-Type: application/json` (no parameters: the replicator matches the type exactly), a missing
+    one `application/json; error="true"` with `{"missing": rev}`; the body ends right after the closing
+    `--`, as CouchDB's (its parser wants nothing after it)."""
+    boundary = hashlib.md5(os.urandom(16), usedforsecurity=False).hexdigest().encode()
+    out = [b"--" + boundary]
+    for doc, rev in parts:
+        if doc is not None:
+            out.append(b"\r\nContent-Type: application/json\r\n\r\n" + doc)
+        else:
+            missing = orjson.dumps({"missing": rev})
+            out.append(b'\r\nContent-Type: application/json; error="true"\r\n\r\n' + missing)
+        out.append(b"\r\n--" + boundary)
+    out.append(b"--")
+    return Response(b"".join(out), media_type=f'{MULTIPART}; boundary="{boundary.decode()}"')
+
+
+def _open_revs(ctx: Ctx, raw: str, current: tuple[str, bytes] | None, accepts: Any) -> Response:
+    """`open_revs=all|[...]`: `{"ok": doc}` for the current revision when it is asked (or `latest` and an
+    asked one is its ancestor), `{"missing": rev}` otherwise; `all` of a missing document is 404."""
+    if raw == "all":
+        if current is None:
+            raise CouchError(404, "not_found", "missing")
+        wanted: list[Any] = [current[0]]
+    else:
+        try:
+            wanted = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs") from None
+        if not isinstance(wanted, list):
+            raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs")
+    parts = [(current[1] if current is not None and accepts(rev) else None, rev) for rev in wanted]
+    if _wants_multipart(ctx.request.headers.get("accept")):
+        return _open_revs_multipart(parts)
+    items = [b'{"ok":' + doc + b"}" if doc is not None else orjson.dumps({"missing": rev}) for doc, rev in parts]
+    return Response(b"[" + b",".join(items) + b"]", media_type="application/json")
+
+
+@router.get("/couchdb/{db}/{docid}", auth=SELF_AUTH, extra_content=(MULTIPART,))
 @couch
 def couch_get_doc(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
-    """One document: current revision, or `rev=` (an older one is gone: 404), `open_revs` (JSON list of
-    `{"ok"}` / `{"missing"}`), `revs=true` for `_revisions`, `latest=true`."""
+    """One document: current revision, or `rev=` (an older one is gone: 404), `open_revs` (`all` or a JSON
+    list: a JSON list of `{"ok"}` / `{"missing"}`, or multipart/mixed when `Accept` asks for it, as CouchDB's
+    replicator does), `revs=true` for `_revisions`, `latest=true`."""
     db = _source(db)
     _readable(ctx, actor, db)
     doc_id = str(ctx.path["docid"])
     revs = _flag(ctx, "revs")
     latest = _flag(ctx, "latest")
     params = ctx.request.query_params
+    open_revs = params.get("open_revs")
     if db.kind == "results":
         assert db.device_id is not None
         result = queue.result_docs(ctx.db, db.device_id, [doc_id]).get(doc_id)
+        if open_revs is not None:
+            found = (result.rev, orjson.dumps(result.doc(revs))) if result is not None else None
+            return _open_revs(ctx, open_revs, found, lambda rev: result is not None and (rev == result.rev or latest))
         if result is None:
             raise CouchError(404, "not_found", "missing")
         return result.doc(revs)
     key = feed.parse_id(doc_id) if db.kind == "source" else None
     row = feed.rows_by_keys(ctx.db, [key], owner_filter(actor), True).get(key) if key else None
-    open_revs = params.get("open_revs")
     if open_revs is not None:
-        if open_revs == "all":
-            wanted: list[Any] = [row.rev] if row is not None else []
-        else:
-            try:
-                wanted = orjson.loads(open_revs)
-            except orjson.JSONDecodeError:
-                raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs") from None
-            if not isinstance(wanted, list):
-                raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs")
-        out: list[Any] = []
-        for rev in wanted:
-            hit = row is not None and (rev == row.rev or (latest and is_ancestor_or_self(row.key, row.number, rev)))
-            out.append({"ok": orjson.Fragment(feed.doc_bytes(row, revs))} if hit and row else {"missing": rev})
-        return json_response(out)
+        current = (row.rev, feed.doc_bytes(row, revs)) if row is not None else None
+        return _open_revs(
+            ctx,
+            open_revs,
+            current,
+            lambda rev: (
+                row is not None and (rev == row.rev or (latest and is_ancestor_or_self(row.key, row.number, rev)))
+            ),
+        )
     if row is None:
         raise CouchError(404, "not_found", "missing")
     rev = params.get("rev")
