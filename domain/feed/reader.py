@@ -177,10 +177,21 @@ def _rows(cur: _Cursor, where: str, params: list[Any], limit: int | None) -> lis
     tail = " ORDER BY seq" + (" LIMIT ?" if limit is not None else "")
     args = [*params, *([limit] if limit is not None else [])]
     if cur.dialect == "mysql":
+        joined_where, joined_args = where, params
+        if limit is not None:
+            # The page's last seq first (a walk of `limit` primary key entries, no result built), so that
+            # the results are joined straight from a range of the primary key: a derived table with ORDER
+            # BY and LIMIT is materialized, documents and all, before GROUP_CONCAT reads it again (about
+            # a fifth of a page's time). Both GROUP_CONCATs read the rows in one order, checked below.
+            bound = cur.all(
+                f"SELECT seq FROM change_feed WHERE {where} ORDER BY seq LIMIT 1 OFFSET ?", [*params, limit - 1]
+            )
+            if bound:
+                joined_where, joined_args = f"{where} AND seq <= ?", [*params, bound[0][0]]
         [(seq_text, joined)] = cur.all(
-            "SELECT GROUP_CONCAT(seq SEPARATOR ','), GROUP_CONCAT(j SEPARATOR '\\n') FROM "
-            f"(SELECT seq, {result} AS j FROM change_feed WHERE {where}{tail}) page",
-            args,
+            "SELECT GROUP_CONCAT(seq SEPARATOR ','), GROUP_CONCAT("
+            f"{result} SEPARATOR '\\n') FROM change_feed WHERE {joined_where}",
+            joined_args,
         )
         if seq_text is None:
             return []

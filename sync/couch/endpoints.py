@@ -8,6 +8,7 @@ CouchDB client may send HTTP Basic credentials as well as the bearer token, and 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,9 +39,13 @@ PUSH_INSTEAD = (
     "this database is a read-only replication source: business changes go through POST /api/v1/sync/push "
     "or by replicating a device's queue to /couchdb/queue-<device_id>"
 )
-LOCAL_MAX_BYTES = 16 * 1024
+# CouchDB's replicator keeps 50 history entries in its checkpoint, each with three source seqs; a CouchDB 3
+# source's seqs run to hundreds of bytes (one part per shard), so a long-lived replication's checkpoint
+# grows to tens of KiB. Refusing it would fail every checkpoint from then on.
+LOCAL_MAX_BYTES = 1024 * 1024
 LOCAL_MAX_PER_USER = 50
 MAX_LIMIT = 10_000
+PAGE = 1000  # rows read at a time
 RESULTS_POLL = 1.0
 
 
@@ -295,16 +300,35 @@ def couch_changes(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
     if q.feed in ("continuous", "eventsource"):
         media = "text/event-stream" if q.feed == "eventsource" else "application/json"
         return WatchedResponse(lambda: _stream(ctx, actor, q, since), media)
-    limit = q.limit if q.limit is not None else 1000
+    limit = q.limit if q.limit is not None else PAGE
     page = _page(ctx, actor, q, since, max(limit, 1))
     if q.feed == "longpoll" and not page.rows and not q.descending:
         wait = q.timeout if q.heartbeat is None else min(q.timeout, q.heartbeat)
         page = _wait(ctx, actor, q, page.last_seq, max(limit, 1), wait)
+    if q.limit is None and page.pending and not q.descending:
+        # No `limit`: every change, as CouchDB answers. CouchDB's replicator reads a one-shot replication's
+        # feed with a single such request and ends when it ends, so a page would end its replication early.
+        return WatchedResponse(lambda: _all_pages(ctx, actor, q, page), "application/json")
     items = b",".join(_change_bytes(r, q.include_docs, q.revs) for r in page.rows)
     return Response(
         b'{"results":[%s],"last_seq":%d,"pending":%d}' % (items, page.last_seq, page.pending),
         media_type="application/json",
     )
+
+
+async def _all_pages(ctx: Ctx, actor: Actor, q: ChangesRequest, page: feed.Page) -> AsyncIterator[bytes]:
+    """A normal feed without `limit`, streamed a page at a time (memory stays flat): each page is read
+    after the `last_seq` of the one before, so nothing is skipped; `last_seq` is the last page's."""
+    head = b'{"results":['
+    while True:
+        items = b",".join(_change_bytes(r, q.include_docs, q.revs) for r in page.rows)
+        if items:
+            yield head + items
+            head = b","
+        if not page.pending:
+            break
+        page = await run_in_threadpool(_page, ctx, actor, q, page.last_seq, PAGE)
+    yield (b'{"results":[' if head != b"," else b"") + b'],"last_seq":%d,"pending":0}' % page.last_seq
 
 
 def _wait(ctx: Ctx, actor: Actor, q: ChangesRequest, since: int, limit: int, timeout_ms: int) -> feed.Page:
@@ -513,6 +537,24 @@ def _local_row(s: Any, user: int, db: str, doc_id: str, lock: bool = False) -> C
     return s.scalars(stmt.with_for_update() if lock else stmt).first()
 
 
+def _local_rev(body: dict[str, Any]) -> Any:
+    """The revision a `_local` write is based on: `_rev`, or `_revisions` alone. CouchDB's replicator sends
+    both (`"_rev": "0-3"`, `"_revisions": {"start": 0, "ids": ["3"]}`); neither is part of the stored body:
+    a `_revisions` kept there would come back on the next GET, and CouchDB's document parser takes
+    `_revisions` over `_rev`, so the replicator would base its next write on a stale revision (409)."""
+    for name in body:
+        if name.startswith("_") and name not in ("_id", "_rev", "_revisions"):
+            raise CouchError(400, "doc_validation", f"Bad special document member: {name}")
+    revisions = body.get("_revisions")
+    if "_rev" in body or revisions is None:
+        return body.get("_rev")
+    ids = revisions.get("ids") if isinstance(revisions, dict) else None
+    start = revisions.get("start") if isinstance(revisions, dict) else None
+    if not isinstance(start, int) or not isinstance(ids, list) or not ids or not isinstance(ids[0], str):
+        raise CouchError(400, "doc_validation", "_revisions must be {start, ids}")
+    return f"{start}-{ids[0]}"
+
+
 @router.get("/couchdb/{db}/_local/{id}", auth=SELF_AUTH)
 @couch
 def couch_get_local(ctx: Ctx, actor: Actor, db: DbName | None) -> dict[str, Any]:
@@ -522,23 +564,24 @@ def couch_get_local(ctx: Ctx, actor: Actor, db: DbName | None) -> dict[str, Any]
     row = ctx.read(lambda s: _local_row(s, actor.id, db.name, doc_id))
     if row is None:
         raise CouchError(404, "not_found", "missing")
-    return {**orjson.loads(row.doc), "_id": f"_local/{doc_id}", "_rev": row.rev}
+    body = {k: v for k, v in orjson.loads(row.doc).items() if not k.startswith("_")}
+    return {**body, "_id": f"_local/{doc_id}", "_rev": row.rev}
 
 
 @router.put("/couchdb/{db}/_local/{id}", auth=SELF_AUTH, raw_body=True)
 @couch
 def couch_put_local(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
     """Store a checkpoint document (per user): its `_rev` must be the stored one (409 when stale), its
-    size at most 16 KiB; beyond 50 documents a user's least recently written one is dropped."""
+    size at most 1 MiB; beyond 50 documents a user's least recently written one is dropped."""
     db = _source(db)
     doc_id = str(ctx.path["id"])
     body = ctx.payload
     if not isinstance(body, dict):
         raise CouchError(400, "bad_request", "the document must be a JSON object")
-    stored = orjson.dumps({k: v for k, v in body.items() if k not in ("_id", "_rev")})
+    given = _local_rev(body)
+    stored = orjson.dumps({k: v for k, v in body.items() if not k.startswith("_")})
     if len(stored) > LOCAL_MAX_BYTES or len(doc_id) > 200:
         raise CouchError(413, "too_large", f"a _local document holds at most {LOCAL_MAX_BYTES} bytes")
-    given = body.get("_rev")
 
     def work(uow: Any) -> str:
         s = uow.session
@@ -630,41 +673,102 @@ def _refuse(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
 _register("POST", "/couchdb/{db}/", "couch_refuse_post_db", _refuse, summary="Refused: use the push")
 
 
-@router.get("/couchdb/{db}/{docid}", auth=SELF_AUTH)
+MULTIPART = "multipart/mixed"
+
+
+def _wants_multipart(accept: str | None) -> bool:
+    """Whether `Accept` names `multipart/mixed` (or `multipart/*`) with q > 0, as CouchDB's replicator sends
+    for `open_revs`. Other clients (PouchDB sends `application/json`, a bare `*/*`) get the JSON list."""
+    for part in (accept or "").split(","):
+        kind, _, params = part.strip().partition(";")
+        if kind.strip().lower() not in (MULTIPART, "multipart/*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            return True
+    return False
+
+
+def _open_revs_multipart(parts: list[tuple[bytes | None, Any]]) -> Response:
+    """`open_revs` as CouchDB sends it to `Accept: multipart/mixed`: one part per asked revision, a found
+    one `Content-Type: application/json` (no parameters: the replicator matches the type exactly), a missing
+    one `application/json; error="true"` with `{"missing": rev}`; the body ends right after the closing
+    `--`, as CouchDB's (its parser wants nothing after it)."""
+    boundary = hashlib.md5(os.urandom(16), usedforsecurity=False).hexdigest().encode()
+    out = [b"--" + boundary]
+    for doc, rev in parts:
+        if doc is not None:
+            out.append(b"\r\nContent-Type: application/json\r\n\r\n" + doc)
+        else:
+            missing = orjson.dumps({"missing": rev})
+            out.append(b'\r\nContent-Type: application/json; error="true"\r\n\r\n' + missing)
+        out.append(b"\r\n--" + boundary)
+    out.append(b"--")
+    return Response(b"".join(out), media_type=f'{MULTIPART}; boundary="{boundary.decode()}"')
+
+
+def _open_revs(ctx: Ctx, raw: str, current: tuple[str, bytes] | None, accepts: Any) -> Response:
+    """`open_revs=all|[...]`: `{"ok": doc}` for the current revision when it is asked (or `latest` and an
+    asked one is its ancestor), `{"missing": rev}` otherwise; `all` of a missing document is 404."""
+    if raw == "all":
+        if current is None:
+            raise CouchError(404, "not_found", "missing")
+        wanted: list[Any] = [current[0]]
+    else:
+        try:
+            wanted = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs") from None
+        if not isinstance(wanted, list):
+            raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs")
+    parts = [(current[1] if current is not None and accepts(rev) else None, rev) for rev in wanted]
+    if _wants_multipart(ctx.request.headers.get("accept")):
+        return _open_revs_multipart(parts)
+    items = [b'{"ok":' + doc + b"}" if doc is not None else orjson.dumps({"missing": rev}) for doc, rev in parts]
+    return Response(b"[" + b",".join(items) + b"]", media_type="application/json")
+
+
+@router.get("/couchdb/{db}/{docid}", auth=SELF_AUTH, extra_content=(MULTIPART,))
 @couch
 def couch_get_doc(ctx: Ctx, actor: Actor, db: DbName | None) -> Any:
-    """One document: current revision, or `rev=` (an older one is gone: 404), `open_revs` (JSON list of
-    `{"ok"}` / `{"missing"}`), `revs=true` for `_revisions`, `latest=true`."""
+    """One document: current revision, or `rev=` (an older one is gone: 404), `open_revs` (`all` or a JSON
+    list: a JSON list of `{"ok"}` / `{"missing"}`, or multipart/mixed when `Accept` asks for it, as CouchDB's
+    replicator does), `revs=true` for `_revisions`, `latest=true`."""
     db = _source(db)
     _readable(ctx, actor, db)
     doc_id = str(ctx.path["docid"])
     revs = _flag(ctx, "revs")
     latest = _flag(ctx, "latest")
     params = ctx.request.query_params
+    open_revs = params.get("open_revs")
     if db.kind == "results":
         assert db.device_id is not None
         result = queue.result_docs(ctx.db, db.device_id, [doc_id]).get(doc_id)
+        if open_revs is not None:
+            found = (result.rev, orjson.dumps(result.doc(revs))) if result is not None else None
+            return _open_revs(ctx, open_revs, found, lambda rev: result is not None and (rev == result.rev or latest))
         if result is None:
             raise CouchError(404, "not_found", "missing")
         return result.doc(revs)
     key = feed.parse_id(doc_id) if db.kind == "source" else None
     row = feed.rows_by_keys(ctx.db, [key], owner_filter(actor), True).get(key) if key else None
-    open_revs = params.get("open_revs")
     if open_revs is not None:
-        if open_revs == "all":
-            wanted: list[Any] = [row.rev] if row is not None else []
-        else:
-            try:
-                wanted = orjson.loads(open_revs)
-            except orjson.JSONDecodeError:
-                raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs") from None
-            if not isinstance(wanted, list):
-                raise CouchError(400, "bad_request", "open_revs must be all or a JSON list of revs")
-        out: list[Any] = []
-        for rev in wanted:
-            hit = row is not None and (rev == row.rev or (latest and is_ancestor_or_self(row.key, row.number, rev)))
-            out.append({"ok": orjson.Fragment(feed.doc_bytes(row, revs))} if hit and row else {"missing": rev})
-        return json_response(out)
+        current = (row.rev, feed.doc_bytes(row, revs)) if row is not None else None
+        return _open_revs(
+            ctx,
+            open_revs,
+            current,
+            lambda rev: (
+                row is not None and (rev == row.rev or (latest and is_ancestor_or_self(row.key, row.number, rev)))
+            ),
+        )
     if row is None:
         raise CouchError(404, "not_found", "missing")
     rev = params.get("rev")

@@ -228,7 +228,7 @@ def test_local_documents_check_revs_and_are_limited(demo: Database, client: Test
     couch_error(client.put(url, json={"last_seq": 2, "_rev": "0-7"}, headers=d1), 409, "conflict")
     assert client.put(url, json={"last_seq": 2, "_rev": "0-1"}, headers=d1).json()["rev"] == "0-2"
     assert client.get(url, headers=d1).json() == {"last_seq": 2, "_id": "_local/rep one", "_rev": "0-2"}
-    couch_error(client.put(url, json={"x": "y" * 20_000, "_rev": "0-2"}, headers=d1), 413, "too_large")
+    couch_error(client.put(url, json={"x": "y" * 1024 * 1024, "_rev": "0-2"}, headers=d1), 413, "too_large")
     for n in range(55):
         assert client.put(f"/couchdb/lpg/_local/c{n}", json={"n": n}, headers=d1).status_code == 201
     assert client.get("/couchdb/lpg/_local/c54", headers=d1).status_code == 200
