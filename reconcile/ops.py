@@ -7,6 +7,7 @@ substitutes permanent ids before the command is parsed. Services are imported on
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,10 @@ class InvoicePayment(InvoiceMark):
     reference: str | None = None
 
 
+@functools.cache
 def _symbol(path: str) -> Any:
+    """A service named `module:function`, imported on first use (the domain modules import this package's
+    neighbours) and then held: one dictionary lookup per change."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
