@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from domain.accounts.authn import resolve
+from domain.accounts.models import Device
+from domain.catalog.models import Customer
 from domain.db import Database
 from domain.errors import InvalidCredentials, InvalidToken, NotAuthenticated
 from domain.settings import Settings
@@ -20,6 +23,7 @@ LOGIN, REFRESH, LOGOUT = "/api/v1/auth/login/", "/api/v1/auth/refresh/", "/api/v
 DRIVER1 = {"username": "driver1", "password": "driver1-lpg-2026"}
 ADMIN = {"username": "admin", "password": "admin-lpg-2026"}
 READ = "/api/v1/customers/"
+PUSH = "/api/v1/sync/push"
 
 
 @pytest.fixture
@@ -91,6 +95,35 @@ def test_an_ended_session_is_refused_on_the_next_request_in_every_instance(
     for client in (b, a):
         err = assert_error(client.get(READ, headers=auth(pair["access"])), 401, "invalid_token")
         assert "session has ended" in err["message"] or "deactivated" in err["message"]
+    # The push checks the token's user and session inside its own unit: refused there too, nothing written.
+    for n, client in enumerate((b, a)):
+        change = {
+            "client_temp_id": f"after-{ending}-{n}",
+            "op": "customer.create",
+            "data": {"name": "Ghost", "address": "1 Nowhere"},
+        }
+        body = {"device_id": f"tab-ended-{n}", "changes": [change]}
+        err = assert_error(client.post(PUSH, json=body, headers=auth(pair["access"])), 401, "invalid_token")
+        assert "session has ended" in err["message"] or "deactivated" in err["message"]
+    written = _.read(
+        lambda s: (
+            s.execute(select(func.count()).select_from(Customer).where(Customer.name == "Ghost")).scalar_one()
+            + s.execute(
+                select(func.count()).select_from(Device).where(Device.device_id.like("tab-ended-%"))
+            ).scalar_one()
+        )
+    )
+    assert written == 0
+
+
+def test_a_live_session_pushes_through_its_unit(two_apps: tuple[TestClient, TestClient, Database]) -> None:
+    a, b, _ = two_apps
+    pair = login(a, DRIVER1)
+    change = {"client_temp_id": "live-1", "op": "customer.create", "data": {"name": "Live One", "address": "1 Live Rd"}}
+    response = b.post(PUSH, json={"device_id": "tab-live", "changes": [change]}, headers=auth(pair["access"]))
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["status"] == "applied"
+    assert_error(b.post(PUSH, json={"device_id": "tab-live", "changes": [change]}), 401, "not_authenticated")
 
 
 def test_resolve_is_the_one_path_for_bearer_and_basic(
