@@ -253,7 +253,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) as soon as it is known to exceed the limit, without reading on."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
     chunks: list[bytes] = []
     size = 0
@@ -313,7 +313,7 @@ def make_view(endpoint: Endpoint, state: AppState) -> Callable[[Request], Any]:
             fmt = codec.response_format(request.headers.get("accept"), endpoint.extra_content)
             declared = request.headers.get("content-length")
             limit = state.settings.max_body_bytes
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (5 MiB)", {"limit": limit})
             claims = None
             if endpoint.auth_in_unit:

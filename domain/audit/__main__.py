@@ -26,7 +26,7 @@ from domain.settings import DEFAULT_DATABASE_URL, Settings
 
 def anchor(text: str) -> tuple[int, str]:
     entry_id, _, digest = text.partition(":")
-    if not entry_id.isdigit() or len(digest) != 64:
+    if not (entry_id.isascii() and entry_id.isdigit()) or len(digest) != 64:
         raise argparse.ArgumentTypeError("an anchor is ID:HASH (the entry id and its 64-digit hash)")
     return int(entry_id), digest.lower()
 

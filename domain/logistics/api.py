@@ -34,7 +34,7 @@ WRITE_ERRORS = (*READ_ERRORS, "forbidden", "read_only_field", "not_found", "inva
 
 def _code_or_id(value: Any) -> int | str:
     """Query strings are text: digits name an id, anything else a code (`CYL12.7`)."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return value  # type: ignore[no-any-return]
 

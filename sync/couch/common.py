@@ -94,7 +94,7 @@ def parse_rev(rev: Any) -> tuple[int, str] | None:
     if not isinstance(rev, str):
         return None
     number, _, digest = rev.partition("-")
-    if not number.isdigit() or not digest or int(number) < 1:
+    if not (number.isascii() and number.isdigit()) or not digest or int(number) < 1:
         return None
     return int(number), digest
 

@@ -77,7 +77,7 @@ def _int_param(ctx: Ctx, name: str, default: int | None, high: int | None = None
     raw = ctx.request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise CouchError(400, "bad_request", f"{name} must be a non-negative integer")
     return min(int(raw), high) if high is not None else int(raw)
 
@@ -179,7 +179,7 @@ def _since(value: Any) -> int:
     if value == "now":
         return -1
     head = str(value).split("-", 1)[0]  # CouchDB 2+ seqs look like "N-opaque"
-    if not head.isdigit():
+    if not (head.isascii() and head.isdigit()):
         raise CouchError(400, "bad_request", "since must be a seq from an earlier _changes answer")
     return int(head)
 

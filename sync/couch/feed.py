@@ -73,7 +73,12 @@ def doc_bytes(row: Row, revs: bool) -> bytes:
 
 def parse_id(doc_id: str) -> tuple[str, int] | None:
     entity, _, number = doc_id.partition(":")
-    if entity not in FEED_ENTITIES or not number.isdigit() or len(number) > 18 or number != str(int(number)):
+    if (
+        entity not in FEED_ENTITIES
+        or not (number.isascii() and number.isdigit())
+        or len(number) > 18
+        or number != str(int(number))
+    ):
         return None
     return entity, int(number)
 

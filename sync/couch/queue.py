@@ -131,7 +131,7 @@ def parse_results_since(value: str | None) -> tuple[int, int]:
     if value in (None, "", "0", "now"):
         return 0, 0
     left, dot, right = str(value).partition(".")
-    if not (dot and left.isdigit() and right.isdigit()):
+    if not (dot and left.isascii() and left.isdigit() and right.isascii() and right.isdigit()):
         raise CouchError(400, "bad_request", "since must be a seq from an earlier _changes answer")
     return int(left), int(right)
 

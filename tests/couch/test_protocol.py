@@ -356,3 +356,23 @@ def test_results_longpoll_waits_for_a_result(demo: Database, client: TestClient,
     ).json()
     push.join()
     assert [r["id"] for r in page["results"]] == ["lp-1"] and time.monotonic() - t0 < 5
+
+
+def test_non_ascii_digits_in_ids_revisions_and_parameters_are_refused_not_a_crash(
+    demo: Database, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # str.isdigit() holds for '²' and '١', which int() refuses or reads as a number: each must be a 4xx.
+    for doc_id in ("customer:²", "customer:١", "customer:1²"):
+        couch_error(client.get(f"/couchdb/lpg/{doc_id}", headers=admin_headers), 404, "not_found")
+    r = client.post("/couchdb/lpg/_bulk_get", json={"docs": [{"id": "customer:²"}]}, headers=admin_headers)
+    assert r.status_code == 200 and "error" in r.json()["results"][0]["docs"][0], r.text
+    couch_error(
+        client.get("/couchdb/lpg/customer:1", params={"rev": "²-abc"}, headers=admin_headers), 400, "bad_request"
+    )
+    for name, value in (("limit", "²"), ("since", "²"), ("heartbeat", "١")):
+        couch_error(
+            client.get("/couchdb/lpg/_changes", params={name: value}, headers=admin_headers), 400, "bad_request"
+        )
+    couch_error(
+        client.get("/couchdb/results-t1/_changes", params={"since": "².1"}, headers=admin_headers), 400, "bad_request"
+    )
