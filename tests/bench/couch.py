@@ -11,7 +11,10 @@
 2. Push: `--push` new-customer changes, once through `POST /api/v1/sync/push` in batches of 500 and once
    as a PouchDB queue replicated to `/couchdb/queue-<device>` with `batch_size` 500, each on its own device.
 
-`rows()` returns the table rows; run alone, the module prints them as a Markdown table. The figures are
+`rows()` returns the measurements; run alone, the module prints them as a Markdown table. `bench_rows()` is
+the section `tests/bench/run.py` adds to docs/benchmarks.md (SQLite; 100,000 documents, 20,000 with `--quick`;
+10,000 queued changes either way), with the issue's targets: pull at least as fast as pouchdb-server and
+>= 20,000 docs/s with `batch_size` 1000; push by replication >= 0.5x the native push. The figures are
 noisy on a shared machine: run it on an idle one to compare releases.
 """
 
@@ -44,6 +47,7 @@ SERVER_PORT = int(os.environ.get("LPG_BENCH_PORT", "18451"))
 PEER_PORT = int(os.environ.get("LPG_BENCH_PEER_PORT", "18450"))
 PUSH_BATCH = 500
 Row = tuple[str, str, int, int, float]  # (what, source, batch, docs, docs/s)
+SECTION = "CouchDB replication: stock PouchDB 9 (memory adapter) against /couchdb, SQLite, one worker"
 
 
 def log(*args: Any) -> None:
@@ -166,6 +170,45 @@ def rows(total: int = 100_000, push: int = 10_000, engine: str = "sqlite", mysql
                     log(f"  push by replication: {rate:9,.0f} changes/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def bench_rows(args: argparse.Namespace) -> list[dict[str, str]]:
+    total = 20_000 if getattr(args, "quick", False) else 100_000
+    table = rows(total, 10_000, "sqlite")
+    rate = {(what, source.split()[0], batch): r for what, source, batch, _, r in table}
+    out = [
+        {
+            "measure": f"the client's ceiling: the same PouchDB writing {total:,} docs, bulkDocs of 1000, no server",
+            "floor": f"{rate[('write only', 'PouchDB', 1000)]:,.0f} docs/s",
+        }
+    ]
+    for batch in (100, 1000):
+        ours, peer = rate[("pull", "lpg-sync", batch)], rate[("pull", "pouchdb-server", batch)]
+        target = "≥ 1.0× peer" + (", ≥ 20,000 docs/s" if batch == 1000 else "")
+        met = ours >= peer and (batch != 1000 or ours >= 20_000)
+        out.append(
+            {
+                "measure": f"PouchDB replicate.from {total:,} docs, batch_size {batch}: /couchdb/lpg vs pouchdb-server",
+                "ours": f"{ours:,.0f} docs/s",
+                "peer": f"{peer:,.0f} docs/s",
+                "ratio": f"{ours / peer:.2f}×",
+                "target": target,
+                "met": "yes" if met else "no",
+            }
+        )
+    native, replicated = rate[("push", "POST", PUSH_BATCH)], rate[("push", "PouchDB", PUSH_BATCH)]
+    out.append(
+        {
+            "measure": "10,000 queued customer.create: PouchDB replicate.to /couchdb/queue-<device> (batch_size 500)"
+            " vs the native push in batches of 500 (floor column)",
+            "ours": f"{replicated:,.0f}/s",
+            "floor": f"{native:,.0f}/s",
+            "ratio": f"{replicated / native:.2f}× native",
+            "target": "≥ 0.5× native",
+            "met": "yes" if replicated >= 0.5 * native else "no",
+        }
+    )
     return out
 
 
