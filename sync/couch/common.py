@@ -7,6 +7,7 @@ entries) and every process answers the same ids for the same record version, acr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable
@@ -78,7 +79,10 @@ def parse_db(name: str) -> DbName:
 # -- revisions -------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def rev_hash(key: str, n: int) -> str:
+    """A pure function of its arguments, so held in a bounded cache: a replicator asks for the same revision
+    in `_changes`, then in `_bulk_get` (once to compare, once to write)."""
     return hashlib.md5(f"{key}:{n}".encode(), usedforsecurity=False).hexdigest()
 
 

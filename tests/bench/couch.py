@@ -8,6 +8,8 @@
    Basic) and from the peer, with `batch_size` 100 and 1000 (`batches_limit` 4).
    The first row is the client's ceiling: the same PouchDB writing the same number of documents with
    `bulkDocs(new_edits: false)` and no server at all; no replication into it can be faster.
+   The floor is the same replication (batch_size 1000) from a server that costs nothing: tests/couch/node/
+   replay.js records what `/couchdb/lpg` answers to one replication, then answers a second one from memory.
 2. Push: `--push` new-customer changes, once through `POST /api/v1/sync/push` in batches of 500 and once
    as a PouchDB queue replicated to `/couchdb/queue-<device>` with `batch_size` 500, each on its own device.
 
@@ -45,6 +47,7 @@ from tests.bench.pull import DOC, ENTITIES, SECRET, seed  # noqa: E402
 NODE = ROOT / "tests" / "couch" / "node"
 SERVER_PORT = int(os.environ.get("LPG_BENCH_PORT", "18451"))
 PEER_PORT = int(os.environ.get("LPG_BENCH_PEER_PORT", "18450"))
+REPLAY_PORT = int(os.environ.get("LPG_BENCH_REPLAY_PORT", "18452"))
 PUSH_BATCH = 500
 Row = tuple[str, str, int, int, float]  # (what, source, batch, docs, docs/s)
 SECTION = "CouchDB replication: stock PouchDB 9 (memory adapter) against /couchdb, SQLite, one worker"
@@ -87,6 +90,25 @@ def node(*args: str) -> dict[str, Any]:
     if out.returncode:
         raise RuntimeError(f"bench.js {args[0]} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def replay_rate(base: str, total: int) -> float:
+    """The client alone: PouchDB replicating (batch_size 1000) from tests/couch/node/replay.js, which first
+    records what `/couchdb/lpg` answers to one replication, then answers a second one from memory."""
+    proc = subprocess.Popen(["node", "replay.js", str(REPLAY_PORT), base], cwd=NODE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        target = f"http://127.0.0.1:{REPLAY_PORT}/couchdb/lpg"
+        recorded = node("pull", target, "admin", "admin-lpg-2026", "1000")
+        conn = http.client.HTTPConnection("127.0.0.1", REPLAY_PORT, timeout=10)
+        conn.request("POST", "/__replay__")
+        assert conn.getresponse().status == 200
+        result = node("pull", target, "admin", "admin-lpg-2026", "1000")
+        assert result["docs"] == recorded["docs"] == total and not result["failures"], result
+        return float(result["docs"] / result["seconds"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def peer_doc(n: int) -> dict[str, Any]:
@@ -151,6 +173,9 @@ def rows(total: int = 100_000, push: int = 10_000, engine: str = "sqlite", mysql
                         rate = result["docs"] / result["seconds"]
                         out.append(("pull", source, batch, result["docs"], rate))
                         log(f"  pull {source:24} batch {batch:5}: {rate:9,.0f} docs/s")
+                rate = replay_rate(f"{base}", total)
+                out.append(("pull", "replay of /couchdb/lpg's recorded answers", 1000, total, rate))
+                log(f"  pull from a zero-cost replay server, batch  1000: {rate:9,.0f} docs/s")
                 if push:
                     rate = native_push(base, push, "bench-native")
                     out.append(("push", "POST /api/v1/sync/push", PUSH_BATCH, push, rate))
@@ -183,6 +208,14 @@ def bench_rows(args: argparse.Namespace) -> list[dict[str, str]]:
             "floor": f"{rate[('write only', 'PouchDB', 1000)]:,.0f} docs/s",
         }
     ]
+    replay = rate[("pull", "replay", 1000)]
+    out.append(
+        {
+            "measure": "the floor: the same PouchDB replicating from a server that costs nothing (the answers of"
+            " /couchdb/lpg recorded, then replayed from memory by tests/couch/node/replay.js), batch_size 1000",
+            "floor": f"{replay:,.0f} docs/s",
+        }
+    )
     for batch in (100, 1000):
         ours, peer = rate[("pull", "lpg-sync", batch)], rate[("pull", "pouchdb-server", batch)]
         target = "≥ 1.0× peer" + (", ≥ 20,000 docs/s" if batch == 1000 else "")
@@ -192,7 +225,7 @@ def bench_rows(args: argparse.Namespace) -> list[dict[str, str]]:
                 "measure": f"PouchDB replicate.from {total:,} docs, batch_size {batch}: /couchdb/lpg vs pouchdb-server",
                 "ours": f"{ours:,.0f} docs/s",
                 "peer": f"{peer:,.0f} docs/s",
-                "ratio": f"{ours / peer:.2f}×",
+                "ratio": f"{ours / peer:.2f}×" + (f"; {ours / replay:.2f}× of the floor" if batch == 1000 else ""),
                 "target": target,
                 "met": "yes" if met else "no",
             }
