@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,8 +42,33 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetimes are not stored: give a UTC-aware value")
         return value.astimezone(UTC).replace(tzinfo=None)
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """SQLite stores a DATETIME as text in SQLAlchemy's format (`2026-11-24 03:15:30.123456`): written in one
+    step rather than through `process_bind_param` and SQLAlchemy's `%`-formatting (a batch binds thousands)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"a datetime is stored here, not {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored: give a UTC-aware value")
+    return _utc_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _utc_text(value: datetime) -> str:
+    # A change's rows share its timestamp (created, last modified, audit, feed, idempotency record).
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 class LongText(TypeDecorator[str]):

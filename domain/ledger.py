@@ -260,13 +260,47 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         return list(session.execute(stmt, rows).scalars().all())
     if len(rows) == 1:  # one row: its own id, no order to keep
         return [session.execute(_statement(table, "returning"), rows[0]).scalar_one()]
-    session.execute(_statement(table, "insert"), rows)
+    execute_many(session, _statement(table, "insert"), rows)
     last = int(session.execute(text("SELECT last_insert_rowid()")).scalar_one())
     first = last - len(rows) + 1
     held = session.execute(select(func.count()).select_from(table).where(table.c.id.between(first, last))).scalar_one()
     if held != len(rows):
         raise RuntimeError(f"{table.name}: the new rows' ids are not consecutive")
     return list(range(first, last + 1))
+
+
+# (statement, dialect, columns) -> (SQL, [(column, bind processor)]), or None where SQLAlchemy must run it
+_PLANS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]] | None] = {}
+
+
+def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """`session.execute(stmt, rows)` for a fixed INSERT (or upsert) of many rows with the same columns, at a
+    fraction of the cost: the statement is compiled once, and each row becomes a tuple through the columns'
+    own bind processors (the values SQLAlchemy would send), handed to the driver's `executemany` (PyMySQL
+    makes it one multi-row INSERT). Statements with Python-side defaults or other parameters go the usual way."""
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    columns = tuple(rows[0])
+    key = (stmt, dialect.name, columns)
+    if key not in _PLANS:
+        _PLANS[key] = _plan(stmt, dialect, columns)
+    plan = _PLANS[key]
+    if plan is None:
+        session.execute(stmt, rows)
+        return
+    sql, binds = plan
+    conn.exec_driver_sql(sql, [tuple(r[c] if p is None else p(r[c]) for c, p in binds) for r in rows])
+
+
+def _plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, list[tuple[str, Any]]] | None:
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    names = compiled.positiontup
+    if compiled.insert_prefetch or names is None or not set(names) <= set(columns):
+        return None
+    binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
+    return compiled.string, binds
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
@@ -406,7 +440,7 @@ def write_ledger(session: Session) -> None:
     # 5. Multi-row writes, then the counters move (one statement for all of them).
     _upsert_feed(session, feed_rows)
     for chunk in _chunks(audit_rows):
-        session.execute(_statement(AUDIT_TABLE, "insert"), chunk)  # Core: no ORM bookkeeping per row
+        execute_many(session, _statement(AUDIT_TABLE, "insert"), chunk)
     _move_counters(session, moved, head)
     ledger.clear()
 
@@ -490,7 +524,7 @@ def _upsert_feed(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     stmt = _FEED_UPSERT["sqlite" if session.get_bind().dialect.name == "sqlite" else "mysql"]
     for chunk in _chunks(rows):
-        session.execute(stmt, chunk)
+        execute_many(session, stmt, chunk)
 
 
 def _feed_upserts() -> dict[str, Any]:

@@ -186,5 +186,11 @@ OPS: dict[str, Op] = {
 
 def references_of(op: Op) -> dict[str, str]:
     """Fields of this op's data that may name a record by temp id, and the entity they must name."""
-    refs: dict[str, str] = getattr(op.command_class, "references", {})
+    return _references(op.command)
+
+
+@cache
+def _references(command: str | type[Command]) -> dict[str, str]:
+    # Held once per command class: a missing class attribute goes through pydantic's slow metaclass lookup.
+    refs: dict[str, str] = getattr(_command_class(command), "references", {})
     return refs
