@@ -20,7 +20,7 @@ def rfc3339(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(sep="T", timespec="microseconds") + "Z"
+    return value.isoformat(sep="T", timespec="microseconds")[:26] + "Z"  # without the offset, if any
 
 
 def parse_rfc3339(text: str, field: str = "occurred_at") -> datetime:
