@@ -284,7 +284,15 @@ class UnitOfWork:
         from domain.ledger import write_ledger  # the ledger's models import this module's neighbours
 
         write_ledger(self.session)
-        self.session.commit()
+        sent = dbfaults.commits_sent()
+        try:
+            self.session.commit()
+        except DBAPIError as exc:
+            # Marked here too, not only by the engine hook that matches the failing connection: the unit
+            # knows whether its COMMIT went out (a failure of the flush before it is not one).
+            if dbfaults.commits_sent() != sent:
+                dbfaults.mark_during_commit(exc)
+            raise
         self.committed = True
         for listener in list(self.db.commit_listeners):
             try:

@@ -231,6 +231,17 @@ def install(engine: Engine) -> None:
 
 def _on_commit(conn: Any) -> None:
     _state.committing = conn
+    _state.sent = getattr(_state, "sent", 0) + 1
+
+
+def commits_sent() -> int:
+    """How many COMMITs this thread has sent: a unit compares it around its commit, so that an error raised
+    after its COMMIT went out is known to be one whose outcome is unknown, whatever raised it."""
+    return int(getattr(_state, "sent", 0))
+
+
+def mark_during_commit(exc: BaseException) -> None:
+    setattr(exc, _DURING_COMMIT, True)
 
 
 def _on_end(conn: Any) -> None:

@@ -217,3 +217,36 @@ def test_the_time_bound_stops_attempts_early(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailable):
         db.retrying(work)
     assert work.calls < 100
+
+
+def test_an_error_once_commit_was_sent_says_the_outcome_is_unknown_and_a_failed_flush_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from domain.feed.models import Counter
+
+    def fails(message: str) -> Any:
+        def raise_(_connection: Any) -> None:
+            raise sqlite3.OperationalError(message)
+
+        return raise_
+
+    # COMMIT sent and failed (the rollback after it fails too): the error that leaves the unit is the COMMIT's.
+    db = _db(tmp_path)
+    db.read(lambda s: s.execute(text("SELECT 1")))  # the first connection (its set-up rolls back once)
+    monkeypatch.setattr(db.engine.dialect, "do_commit", fails("commit failed"))
+    monkeypatch.setattr(db.engine.dialect, "do_rollback", fails("rollback failed"))
+    with pytest.raises(DBAPIError, match="commit failed") as info, db.unit() as uow:
+        uow.session.execute(text("SELECT 1"))
+        uow.commit()
+    assert getattr(info.value, "lpg_during_commit", False), info.value
+    monkeypatch.undo()
+    db.dispose()
+    # A flush that fails inside session.commit(), before any COMMIT: the outcome is known (nothing written).
+    db = _db(tmp_path)
+    with pytest.raises(DBAPIError) as info, db.unit() as uow:
+        uow.session.add(Counter(name="x", value=1))  # unused.db has no tables
+        uow.commit()
+    assert not getattr(info.value, "lpg_during_commit", False)
+    db.dispose()
