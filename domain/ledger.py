@@ -256,8 +256,7 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     (`BEGIN IMMEDIATE`), so one `executemany` gives the rows consecutive ids ending at
     `last_insert_rowid()`. That is checked (the range must hold exactly these rows), never assumed."""
     if session.get_bind().dialect.name != "sqlite":
-        stmt = _statement(table, "returning-in-order")
-        return list(session.execute(stmt, rows).scalars().all())
+        return _insert_returning(session, table, rows)
     if len(rows) == 1:  # one row: its own id, no order to keep
         return [session.execute(_statement(table, "returning"), rows[0]).scalar_one()]
     execute_many(session, _statement(table, "insert"), rows)
@@ -292,6 +291,32 @@ def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> Non
         return
     sql, binds = plan
     conn.exec_driver_sql(sql, [tuple(r[c] if p is None else p(r[c]) for c, p in binds) for r in rows])
+
+
+def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """MariaDB: one multi-row `INSERT ... RETURNING id` built from the compiled single-row INSERT (values
+    through the columns' bind processors, as in `execute_many`). Autoincrement ids grow in the rows' order
+    within one INSERT, so the ids sorted are the rows' ids in order (SQLAlchemy's own assumption for
+    MariaDB's RETURNING); their number is checked."""
+    conn = session.connection()
+    dialect = conn.dialect
+    stmt = _statement(table, "insert")
+    columns = tuple(rows[0])
+    key = (stmt, dialect.name, columns)
+    if key not in _PLANS:
+        _PLANS[key] = _plan(stmt, dialect, columns)
+    plan = _PLANS[key]
+    if plan is None or " VALUES " not in plan[0]:
+        return list(session.execute(_statement(table, "returning-in-order"), rows).scalars().all())
+    sql, binds = plan
+    head, _, group = sql.partition(" VALUES ")
+    quoted_id = dialect.identifier_preparer.quote(table.c.id.name)
+    many = f"{head} VALUES {', '.join([group] * len(rows))} RETURNING {quoted_id}"
+    values = tuple(v for r in rows for v in (r[c] if p is None else p(r[c]) for c, p in binds))
+    ids = sorted(conn.exec_driver_sql(many, values).scalars().all())
+    if len(ids) != len(rows):
+        raise RuntimeError(f"{table.name}: {len(ids)} ids returned for {len(rows)} rows")
+    return ids
 
 
 def _plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, list[tuple[str, Any]]] | None:
