@@ -44,16 +44,17 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def bind_processor(self, dialect: Dialect) -> Any:
         if dialect.name == "sqlite":
-            return _sqlite_text
+            return datetime_text
         return super().bind_processor(dialect)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def _sqlite_text(value: datetime | None) -> str | None:
-    """SQLite stores a DATETIME as text in SQLAlchemy's format (`2026-11-24 03:15:30.123456`): written in one
-    step rather than through `process_bind_param` and SQLAlchemy's `%`-formatting (a batch binds thousands)."""
+def datetime_text(value: datetime | None) -> str | None:
+    """A UTC datetime as `2026-11-24 03:15:30.123456`: how SQLite stores a DATETIME (SQLAlchemy's format, written
+    in one step rather than through `process_bind_param` and `%`-formatting: a batch binds thousands), and text
+    a MariaDB DATETIME(6) column reads exactly (`domain.ledger`'s many-row INSERTs send it so)."""
     if value is None:
         return None
     if not isinstance(value, datetime):

@@ -18,6 +18,7 @@ higher seq), and the audit chain is linked in commit order even with many writer
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
 
 from domain.audit.models import AuditEntry
+from domain.base import UTCDateTime, datetime_text
 from domain.clock import rfc3339, utcnow
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
@@ -268,8 +270,8 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     return list(range(first, last + 1))
 
 
-# (statement, dialect, columns) -> (SQL, [(column, bind processor)]), or None where SQLAlchemy must run it
-_PLANS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]] | None] = {}
+# (statement, dialect, columns) -> (SQL, how each parameter is made), or None where SQLAlchemy must run it
+_PLANS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, Binds] | None] = {}
 
 
 def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
@@ -290,7 +292,7 @@ def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> Non
         session.execute(stmt, rows)
         return
     sql, binds = plan
-    conn.exec_driver_sql(sql, [tuple(r[c] if p is None else p(r[c]) for c, p in binds) for r in rows])
+    conn.exec_driver_sql(sql, [_row_values(binds, r) for r in rows])
 
 
 def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -312,20 +314,69 @@ def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]
     head, _, group = sql.partition(" VALUES ")
     quoted_id = dialect.identifier_preparer.quote(table.c.id.name)
     many = f"{head} VALUES {', '.join([group] * len(rows))} RETURNING {quoted_id}"
-    values = tuple(v for r in rows for v in (r[c] if p is None else p(r[c]) for c, p in binds))
+    values = tuple(v for r in rows for v in _row_values(binds, r))
     ids = sorted(conn.exec_driver_sql(many, values).scalars().all())
     if len(ids) != len(rows):
         raise RuntimeError(f"{table.name}: {len(ids)} ids returned for {len(rows)} rows")
     return ids
 
 
-def _plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, list[tuple[str, Any]]] | None:
+Binds = list[tuple[str, Any, Any]]  # (column, bind processor or None, default maker or None)
+
+
+def _plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, Binds] | None:
+    """The statement's SQL for these columns and how each parameter is made from a row: its value through the
+    column's bind processor, or the column's Python-side default when the rows leave it out (as SQLAlchemy
+    does, once a row). None when a parameter is neither (SQLAlchemy runs the statement then)."""
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    names = compiled.positiontup
-    if compiled.insert_prefetch or names is None or not set(names) <= set(columns):
+    names, sql = compiled.positiontup, compiled.string
+    if names is None:  # PyMySQL's `%(name)s`: made positional (`%s`), so rows go as tuples
+        if dialect.paramstyle != "pyformat":
+            return None
+        names = _NAMED.findall(sql)
+        sql = _NAMED.sub("%s", sql)
+    defaults = {column.key: column.default for column in compiled.insert_prefetch}
+    binds: Binds = []
+    for name in names:
+        make = None
+        if name not in columns:
+            make = _default_maker(defaults.get(name))
+            if make is None:
+                return None
+        bind_type = compiled.binds[name].type
+        if isinstance(bind_type, UTCDateTime) and dialect.name != "sqlite":
+            process: Any = datetime_text  # DATETIME(6) reads the text; PyMySQL then only doubles quotes
+        else:
+            process = bind_type.dialect_impl(dialect).bind_processor(dialect)
+        binds.append((name, process, make))
+    return sql, binds
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+def _default_maker(default: Any) -> Callable[[], Any] | None:
+    if default is None:
         return None
-    binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names]
-    return compiled.string, binds
+    if default.is_scalar:
+        value = default.arg
+        return lambda: value
+    if default.is_callable:
+        call = default.arg
+        try:
+            call(None)  # a default that needs SQLAlchemy's execution context is left to SQLAlchemy
+        except Exception:  # noqa: BLE001 - whatever it raises, SQLAlchemy's own path is the answer
+            return None
+        return lambda: call(None)
+    return None
+
+
+def _row_values(binds: Binds, row: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for name, process, make in binds:
+        value = row[name] if make is None else make()
+        out.append(value if process is None else process(value))
+    return tuple(out)
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
