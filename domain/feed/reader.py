@@ -169,6 +169,7 @@ def _page_seqs(cur: _Cursor, since: int, ceiling: int, limit: int, scope: Scope)
 # driver parses one packet instead of a packet a row in Python. A page whose text would not fit this
 # length (pages of very large documents) is read row by row instead.
 PACKED_MAX = 8 * 1024 * 1024
+SEPARATOR = "\n"
 
 
 def _rows(cur: _Cursor, where: str, params: list[Any], limit: int | None) -> list[RawRow]:
@@ -190,14 +191,16 @@ def _rows(cur: _Cursor, where: str, params: list[Any], limit: int | None) -> lis
                 joined_where, joined_args = f"{where} AND seq <= ?", [*params, bound[0][0]]
         [(seq_text, joined)] = cur.all(
             "SELECT GROUP_CONCAT(seq SEPARATOR ','), GROUP_CONCAT("
-            f"{result} SEPARATOR '\\n') FROM change_feed WHERE {joined_where}",
+            # The separator is a real newline inside the literal, not the escape `\n`: the connections run
+            # with NO_BACKSLASH_ESCAPES (domain/db.py), where `'\n'` is a backslash and an n.
+            f"{result} SEPARATOR '{SEPARATOR}') FROM change_feed WHERE {joined_where}",
             joined_args,
         )
         if seq_text is None:
             return []
         seqs = [int(x) for x in seq_text.split(b"," if isinstance(seq_text, bytes) else ",")]
         # No result contains a raw newline (canonical JSON escapes control characters in strings).
-        parts = joined.split(b"\n") if joined is not None and len(joined) < PACKED_MAX else []
+        parts = joined.split(SEPARATOR.encode()) if joined is not None and len(joined) < PACKED_MAX else []
         if len(parts) == len(seqs):
             rows = list(zip(seqs, parts, strict=True))
             return rows if all(x < y for x, y in pairwise(seqs)) else sorted(rows)
