@@ -34,6 +34,7 @@ from sqlalchemy import create_engine
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.peer import decode  # noqa: E402
 from tests.support.pull_support import ServerProcess  # noqa: E402
 
 SECRET = "bench-secret-key-" + "x" * 40
@@ -154,7 +155,7 @@ def pull_pages(http: httpx.Client, headers: dict[str, str], fmt: str, limit: int
     while True:
         r = http.get("/api/v1/sync/changes", params={"since": since, "limit": limit}, headers=h)
         r.raise_for_status()
-        page = msgpack.unpackb(r.content) if fmt == "msgpack" else orjson.loads(r.content)
+        page = decode(msgpack.unpackb if fmt == "msgpack" else orjson.loads, r.content)
         total += len(page["results"])
         since = page["last_seq"]
         if not page["pending"]:
@@ -293,7 +294,7 @@ def bench_pouch(pouch_dir: str, rows: int, results: list[tuple[str, str, int, fl
                 total = 0
                 while True:
                     r = http.get("/bench/_changes", params={"include_docs": "true", "limit": 1000, "since": since})
-                    page = orjson.loads(r.content)
+                    page = decode(orjson.loads, r.content)
                     if not page["results"]:
                         break
                     total += len(page["results"])

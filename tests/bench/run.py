@@ -52,7 +52,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.peer import Peer, pouchdb_server  # noqa: E402
+from tests.bench.peer import Peer, decode, pouchdb_server  # noqa: E402
 
 SECRET = "bench-secret-" + "k" * 40
 BATCH = 500
@@ -544,7 +544,7 @@ def pull_rates(port: int) -> tuple[int, float, float]:
             body = response.read()
             if response.status != 200:
                 raise RuntimeError(f"pull failed: {response.status} {body[:200]!r}")
-            page = msgpack.unpackb(body) if fmt == "msgpack" else orjson.loads(body)
+            page = decode(msgpack.unpackb if fmt == "msgpack" else orjson.loads, body)
             total += len(page["results"])
             since = page["last_seq"]
             if not page["pending"]:
