@@ -14,7 +14,8 @@ shared, noisy machine; absolute figures are not. What is measured (the targets a
 - pull: the feed those pushes wrote, paged as an admin (JSON limit 1000, msgpack limit 10000), against
   `_changes?include_docs=true&limit=1000` of the documents `_bulk_docs` wrote.
 - floor: the same rows as a 1-change customer push written by raw PyMySQL with the fewest round trips
-  (50 threads, and one), and 500-customer batches by raw PyMySQL / sqlite3 `executemany`.
+  (50 threads, and one), 500-customer batches by raw PyMySQL / sqlite3 `executemany`, and the writes of
+  500-sale batches recorded from our reconciler and replayed by the bare driver (tests/bench/replay_floor.py).
 
 Extra sections: any other module `tests/bench/<name>.py` that defines `bench_rows(args) -> list[dict]` is
 imported and called after the built-in sections (`args` is this command's argparse namespace: `quick`,
@@ -53,12 +54,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench.peer import Peer, decode, pouchdb_server  # noqa: E402
+from tests.bench.replay_floor import replay_floor_rate  # noqa: E402
 
 SECRET = "bench-secret-" + "k" * 40
 BATCH = 500
 CLIENTS = 50
 BUILTIN = ("fleet", "batches", "pull", "floor")
-NOT_SECTIONS = {"run", "push", "pull", "peer", "pouch_replicate", "__init__"}
+NOT_SECTIONS = {"run", "push", "pull", "peer", "pouch_replicate", "replay_floor", "__init__"}
 MARK = "<!-- runs: newest first; written by tests/bench/run.py -->"
 
 
@@ -648,7 +650,7 @@ def run_builtin(args: argparse.Namespace, only: set[str]) -> list[tuple[str, lis
                             "met": _met(bool(bulk) and rate >= bulk),
                         }
                     )
-                    rate = batch_rate(port, f"batch-{engine}-s", sale, batches)
+                    rate = sale_rate = batch_rate(port, f"batch-{engine}-s", sale, batches)
                     log(f"  confirmed sales: {rate:,.0f}/s")
                     rows.append(
                         {
@@ -680,6 +682,19 @@ def run_builtin(args: argparse.Namespace, only: set[str]) -> list[tuple[str, lis
                             "measure": f"raw floor: 500 customers + idempotency + feed + audit a transaction by executemany, {engine}",
                             "floor": f"{rate:,.0f}/s",
                             "ratio": ratio(rate, bulk) + " of peer" if bulk else "",
+                        }
+                    )
+                    rate, recorded = replay_floor_rate(url, SECRET, sale, BATCH, max(4, batches // 2))
+                    log(
+                        f"  raw floor, the writes of 500 sales replayed: {rate:,.0f}/s (ours in-process {recorded:,.0f}/s)"
+                    )
+                    rows.append(
+                        {
+                            "measure": f"raw floor: the writes of batches of 500 confirmed sales (recorded from our reconciler, replayed by the bare driver, tests/bench/replay_floor.py), {engine}",
+                            "ours": f"{sale_rate:,.0f}/s",
+                            "floor": f"{rate:,.0f}/s",
+                            "ratio": f"{sale_rate / rate:.2f}× of the floor",
+                            "target": "≥ 2,000/s" if engine == "MariaDB" else "",
                         }
                     )
             sections.append(("Batches and pull", rows))
