@@ -18,6 +18,14 @@ def rfc3339(value: datetime | None) -> str | None:
     """UTC, always with 6 fractional digits and a `Z`."""
     if value is None:
         return None
+    return _rfc3339(value)
+
+
+# A batch writes the same few moments many times (its `now`, each sale's occurred_at in the transaction, its
+# invoice, their feed documents and audit entries): formatting an aware datetime costs ~3.5 µs, a lookup
+# ~0.2. Equal datetimes are the same instant, which formats the same (the result is converted to UTC).
+@lru_cache(maxsize=4096)
+def _rfc3339(value: datetime) -> str:
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
     return value.isoformat(sep="T", timespec="microseconds")[:26] + "Z"  # without the offset, if any

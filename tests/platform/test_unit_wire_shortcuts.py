@@ -75,3 +75,29 @@ def test_sqlite_datetime_refuses_what_it_always_refused() -> None:
         process(datetime(2026, 1, 1))
     with pytest.raises(TypeError):
         process("2026-01-01 00:00:00")
+
+
+def _rfc3339_long_way(value: datetime) -> str:
+    """The wire format spelled out: the instant in UTC (a naive time is UTC), six fractional digits, `Z`."""
+    utc = value.astimezone(UTC) if value.tzinfo is not None else value
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}Z"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9000, 1, 1)),
+    st.lists(st.integers(min_value=-23 * 60, max_value=23 * 60), min_size=1, max_size=4),
+)
+def test_rfc3339_with_its_cache_formats_every_zone_of_an_instant_as_the_long_way(
+    moment: datetime, offsets: list[int]
+) -> None:
+    """The formatter caches by datetime: the same instant seen in several zones, naive and aware, and again,
+    always formats to the one UTC text."""
+    utc = moment.replace(tzinfo=UTC)
+    expected = _rfc3339_long_way(utc)
+    assert rfc3339(moment) == expected  # naive: taken as UTC
+    for minutes in offsets:
+        seen = utc.astimezone(timezone(timedelta(minutes=minutes)))
+        assert rfc3339(seen) == expected
+        assert rfc3339(seen) == expected  # from the cache
+    assert rfc3339(None) is None
