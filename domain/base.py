@@ -69,7 +69,15 @@ def _utc_text(value: datetime) -> str:
     # A change's rows share its timestamp (created, last modified, audit, feed, idempotency record).
     if value.utcoffset():
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # isoformat(" ", "microseconds") without the offset
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 class LongText(TypeDecorator[str]):

@@ -28,7 +28,16 @@ def rfc3339(value: datetime | None) -> str | None:
 def _rfc3339(value: datetime) -> str:
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
-    return value.isoformat(sep="T", timespec="microseconds")[:26] + "Z"  # without the offset, if any
+    # isoformat's fields, without its offset; formatted by `%` (faster than isoformat and a slice here)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def parse_rfc3339(text: str, field: str = "occurred_at") -> datetime:
