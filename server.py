@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         http="httptools",
         access_log=False,
         log_level="info",
+        # uvicorn's own default is 5 s, the same as many clients' pools: a request sent on a connection the
+        # server is closing at that moment is reset. The server keeps idle connections longer, so the client
+        # (or the load balancer) is the side that closes them.
+        timeout_keep_alive=settings.keepalive_seconds,
     )
 
 

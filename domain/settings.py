@@ -47,6 +47,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # How long an idle keep-alive connection stays open: longer than the idle timeout of whatever keeps
+    # connections to the server (a load balancer, a client's pool), so that the other side closes first.
+    keepalive_seconds: int = 75
     gst_rate: Decimal = Decimal("0.09")
     timezone: str = "Asia/Singapore"
     access_ttl_seconds: int = 15 * 60
@@ -104,6 +107,7 @@ class Settings:
             host=get("LPG_HOST", "127.0.0.1"),
             port=_int("LPG_PORT", get("LPG_PORT"), 8000),
             workers=_int("LPG_WORKERS", get("LPG_WORKERS"), 1),
+            keepalive_seconds=_int("LPG_KEEPALIVE_SECONDS", get("LPG_KEEPALIVE_SECONDS"), 75),
             gst_rate=_decimal("LPG_GST_RATE", get("LPG_GST_RATE"), "0.09"),
             timezone=get("LPG_TIMEZONE", "Asia/Singapore"),
             access_ttl_seconds=_int("LPG_ACCESS_TTL", get("LPG_ACCESS_TTL"), 15 * 60),
@@ -144,6 +148,8 @@ class Settings:
             raise ConfigurationError("LPG_DB_SYNC_WAIT must be -1 (auto) or 0..15 (a wsrep_sync_wait mask)")
         if settings.sqlite_synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("LPG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        if settings.keepalive_seconds < 1:
+            raise ConfigurationError("LPG_KEEPALIVE_SECONDS must be at least 1")
         if settings.email_attempts < 1:
             raise ConfigurationError("LPG_EMAIL_ATTEMPTS must be at least 1")
         if settings.outbox_poll_seconds <= 0 or settings.outbox_lease_seconds <= 0:
