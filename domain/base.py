@@ -12,7 +12,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from domain.clock import utcnow
+from domain.clock import utc_text, utcnow
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and MariaDB.
 NAMING_CONVENTION = {
@@ -69,15 +69,7 @@ def _utc_text(value: datetime) -> str:
     # A change's rows share its timestamp (created, last modified, audit, feed, idempotency record).
     if value.utcoffset():
         value = value.astimezone(UTC)
-    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # isoformat(" ", "microseconds") without the offset
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-    )
+    return utc_text(value, " ")
 
 
 class LongText(TypeDecorator[str]):
