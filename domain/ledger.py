@@ -274,6 +274,13 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
 _PLANS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, Binds] | None] = {}
 
 
+def _cached_plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, Binds] | None:
+    key = (stmt, dialect.name, columns)
+    if key not in _PLANS:
+        _PLANS[key] = _plan(stmt, dialect, columns)
+    return _PLANS[key]
+
+
 def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """`session.execute(stmt, rows)` for a fixed INSERT (or upsert) of many rows with the same columns, at a
     fraction of the cost: the statement is compiled once, and each row becomes a tuple through the columns'
@@ -283,11 +290,7 @@ def execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> Non
         return
     conn = session.connection()
     dialect = conn.dialect
-    columns = tuple(rows[0])
-    key = (stmt, dialect.name, columns)
-    if key not in _PLANS:
-        _PLANS[key] = _plan(stmt, dialect, columns)
-    plan = _PLANS[key]
+    plan = _cached_plan(stmt, dialect, tuple(rows[0]))
     if plan is None:
         session.execute(stmt, rows)
         return
@@ -303,11 +306,7 @@ def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]
     conn = session.connection()
     dialect = conn.dialect
     stmt = _statement(table, "insert")
-    columns = tuple(rows[0])
-    key = (stmt, dialect.name, columns)
-    if key not in _PLANS:
-        _PLANS[key] = _plan(stmt, dialect, columns)
-    plan = _PLANS[key]
+    plan = _cached_plan(stmt, dialect, tuple(rows[0]))
     if plan is None or " VALUES " not in plan[0]:
         return list(session.execute(_statement(table, "returning-in-order"), rows).scalars().all())
     sql, binds = plan
