@@ -34,6 +34,7 @@ def replay_floor_rate(
 
     from domain import db as dbmod
     from domain.accounts.models import User
+    from domain.accounts.policy import Actor
     from domain.ledger import write_ledger
     from domain.settings import Settings
     from reconcile.batch import apply_batch
@@ -52,8 +53,6 @@ def replay_floor_rate(
         self.committed = True
 
     actor = database.read(lambda s: s.get(User, user_id))
-    from domain.accounts.policy import Actor
-
     pusher = Actor(actor.id, actor.username, actor.role)
     replay_seconds = ours_seconds = 0.0
     sqlite = database.dialect == "sqlite"
