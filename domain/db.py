@@ -194,7 +194,7 @@ class Database:
             with self.unit() as uow:
                 result = work(uow)
                 uow.commit()
-                return result
+                return uow.numbered(result)
 
         return self.retrying(once, attempts=attempts)
 
@@ -302,6 +302,14 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    def numbered(self, value: T) -> T:
+        """`value` (an answer built inside the unit) with the document numbers its commit gave: a number is
+        a token until the commit's late lock (`domain.ledger.late_number`)."""
+        from domain.ledger import with_numbers
+
+        numbers = self.state.numbered
+        return with_numbers(value, numbers) if numbers else value  # type: ignore[no-any-return]
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

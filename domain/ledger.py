@@ -5,30 +5,35 @@ before the commit, the unit of work calls `write_ledger`, which
 
 1. flushes the session, so every new record has its id;
 2. builds each changed record's document (its REST representation) and each audit entry's context;
-3. locks the `audit` and `feed` counter rows (`SELECT ... FOR UPDATE`, always in that order);
-4. gives the feed entries consecutive seqs after the feed counter and the audit entries consecutive ids
-   after the audit counter, each entry's hash chained to the one before;
-5. writes them with multi-row statements and moves both counters.
+3. locks the `audit` and `feed` counter rows and the document-number series the unit used, in one sorted
+   `SELECT ... FOR UPDATE`;
+4. turns the number tokens (`late_number`) into the series' next numbers, in the rows, documents and
+   contexts, and writes the rows whose text names them (a push's stored answers);
+5. gives the feed entries consecutive seqs after the feed counter and the audit entries consecutive ids
+   after the audit counter, each entry's hash chained to the one before, writes them with multi-row
+   statements and moves every counter with one UPDATE.
 
-The counter locks are held until the commit, so no other transaction can take a seq or an audit id in
-between: seq order is commit order (a change committed after a `last_seq` was handed out always gets a
-higher seq), and the audit chain is linked in commit order even with many writers.
+The counter locks are held until the commit, so no other transaction can take a seq, an audit id or a
+number in between: seq and number order is commit order (a change committed after a `last_seq` was handed
+out always gets a higher seq), and the audit chain is linked in commit order even with many writers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, bindparam, case, event, func, insert, select, text, update
+from sqlalchemy import Column, Table, bindparam, case, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from domain.audit.models import AuditEntry
 from domain.base import UTCDateTime, datetime_text
@@ -42,6 +47,8 @@ AUDIT_COUNTER = "audit"
 GENESIS_HASH = "0" * 64
 # Rows per multi-row statement: well under SQLite's variable limit and MariaDB's packet size.
 CHUNK = 400
+# Values renamed per UPDATE (three parameters each): a batch's numbers in one statement per column.
+RENAME_CHUNK = 1000
 
 Doc = dict[str, Any]
 Target = Any  # an ORM object with `id`, `version`, `last_modified`, or a plain int id
@@ -103,7 +110,12 @@ class Staged:
         return {column: row[column] for column in self.columns}
 
 
-Mark = tuple[int, int, tuple[tuple[str, int], ...], int, int]
+Mark = tuple[int, int, int, int, int, int, int]
+
+# A document number before the late lock: `~N` and 16 random hex digits (unique among concurrent
+# transactions, so a UNIQUE number column takes it; 18 characters fit every number column).
+TOKEN_MARK = "~N"
+_TOKEN = re.compile(r"~N[0-9a-f]{16}")
 
 
 @dataclass
@@ -113,34 +125,49 @@ class Ledger:
     changes: list[PendingChange] = field(default_factory=list)
     audits: list[PendingAudit] = field(default_factory=list)
     settled: int = 0  # audits before this index have their contexts frozen (see settle_audits)
-    # Document number series used in this transaction: name -> [value read under lock, last handed out]
-    numbers: dict[str, list[int]] = field(default_factory=dict)
+    # Document numbers handed out as tokens, in order: (series such as "TRX-2026", token). Each becomes
+    # the series' next number under the late lock (`write_ledger`).
+    numbers: list[tuple[str, str]] = field(default_factory=list)
+    # Where tokens were written before the lock: (column, the value written), rewritten under the lock.
+    sinks: list[tuple[Column[Any], str]] = field(default_factory=list)
+    # Rows whose text names numbers (a push's stored answers), written under the lock with the numbers.
+    deferred: list[tuple[Any, list[dict[str, Any]]]] = field(default_factory=list)
     staged: list[Staged] = field(default_factory=list)
     written: int = 0  # staged rows before this index are in the database
 
     def mark(self) -> Mark:
-        numbers = tuple((name, s[1]) for name, s in self.numbers.items())
-        return len(self.changes), len(self.audits), numbers, len(self.staged), self.written
+        return (
+            len(self.changes),
+            len(self.audits),
+            len(self.numbers),
+            len(self.sinks),
+            len(self.deferred),
+            len(self.staged),
+            self.written,
+        )
 
     def rollback_to(self, mark: Mark) -> None:
-        """Forget what a rolled-back savepoint recorded, numbers included (a series first used inside it is
-        locked and read again on its next use: the savepoint may have created its counter row). Staged
-        rows of earlier changes that were written inside the savepoint went with it: written again later."""
+        """Forget what a rolled-back savepoint recorded, numbers included (its tokens were never numbered,
+        so the next number of the series is the same as if the savepoint had never run). Staged rows of
+        earlier changes that were written inside the savepoint went with it: written again later."""
         del self.changes[mark[0] :]
         del self.audits[mark[1] :]
         self.settled = min(self.settled, len(self.audits))
-        kept = dict(mark[2])
-        self.numbers = {name: [s[0], kept[name]] for name, s in self.numbers.items() if name in kept}
-        del self.staged[mark[3] :]
-        for row in self.staged[mark[4] :]:
+        del self.numbers[mark[2] :]
+        del self.sinks[mark[3] :]
+        del self.deferred[mark[4] :]
+        del self.staged[mark[5] :]
+        for row in self.staged[mark[6] :]:
             row.id = None
-        self.written = min(mark[4], len(self.staged))
+        self.written = min(mark[6], len(self.staged))
 
     def clear(self) -> None:
         self.changes.clear()
         self.audits.clear()
         self.settled = 0
         self.numbers.clear()
+        self.sinks.clear()
+        self.deferred.clear()
         self.staged.clear()
         self.written = 0
 
@@ -162,6 +189,7 @@ class UnitState:
     prices: dict[int, dict[Any, Any]] = field(default_factory=dict)  # domain.catalog.lookups: overrides
     added: int = 0  # reconcile.tripwire: ORM objects added to the session
     last_seq: int | None = None  # the feed seq the ledger write reached (set at commit)
+    numbered: dict[str, str] = field(default_factory=dict)  # token -> document number (set at commit)
 
     def snapshot(self) -> Snapshot:
         return self.ledger.mark(), self.added
@@ -213,6 +241,136 @@ class SharedDoc:
         if key != self.key or key[0] is None:
             self.value, self.key = self.build(), key
         return self.value
+
+
+# -- document numbers, given out late ---------------------------------------------------------------
+
+
+def late_number(session: Session, series: str, column: Column[Any] | None) -> str:
+    """The next number of `series` ("TRX-2026") for a row whose `column` holds it, as a token for now.
+
+    The token stands in everywhere until the commit: in the row (written with it), in documents, audit
+    contexts and answers. Under the late lock `write_ledger` gives the tokens the series' next numbers, in
+    the order they were handed out, rewrites the column, and puts the numbers into every document and
+    context it writes; `with_numbers` does the same for answers. So a counter row is locked only from the
+    late lock to the COMMIT, never across a service's work, and a rolled-back transaction or savepoint
+    uses no number: numbers stay gap-free and unique."""
+    token = TOKEN_MARK + secrets.token_hex(8)
+    ledger = ledger_of(session)
+    ledger.numbers.append((series, token))
+    if column is not None:
+        ledger.sinks.append((column, token))
+    return token
+
+
+def holds_numbers(session: Session, column: Column[Any], value: str) -> None:
+    """`column` of a row of this unit was written with `value`, which names document numbers by their
+    tokens (an e-mail's Message-ID): rewritten with the numbers under the late lock. `column` is unique."""
+    if TOKEN_MARK in value:
+        ledger_of(session).sinks.append((column, value))
+
+
+def write_after_numbers(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` now, or, when this unit has handed out numbers (their texts may name them), under the
+    late lock with the numbers in place (a push's stored answers)."""
+    ledger = _ledger_if_any(session)
+    if ledger is not None and ledger.numbers:
+        ledger.deferred.append((stmt, rows))
+        return
+    for chunk in _chunks(rows):
+        session.execute(stmt, chunk)
+
+
+def with_numbers(value: Any, numbers: dict[str, str]) -> Any:
+    """`value` (JSON-like: dicts, lists, strings) with every token replaced by its number."""
+    if not numbers:
+        return value
+    if isinstance(value, str):
+        return _TOKEN.sub(lambda m: numbers.get(m[0], m[0]), value) if TOKEN_MARK in value else value
+    if isinstance(value, dict):
+        return {k: with_numbers(v, numbers) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_numbers(v, numbers) for v in value]
+    if isinstance(value, tuple):
+        return tuple(with_numbers(v, numbers) for v in value)
+    return value
+
+
+def preview_numbers(session: Session) -> dict[str, str]:
+    """The numbers this unit's tokens would get if it committed now (a dry run's answer), read without
+    locking: another writer may take them first."""
+    ledger = _ledger_if_any(session)
+    if ledger is None or not ledger.numbers:
+        return {}
+    series = sorted({name for name, _ in ledger.numbers})
+    rows = session.execute(select(Counter.name, Counter.value).where(Counter.name.in_(series)))
+    last = {name: int(value) for name, value in rows}
+    return _assign(ledger.numbers, last)
+
+
+def number_text(series: str, value: int) -> str:
+    """`TRX-2026-000999`: the series (prefix and business year), a sequence padded to 6 digits."""
+    return f"{series}-{value:06d}"
+
+
+def _assign(numbers: list[tuple[str, str]], last: dict[str, int]) -> dict[str, str]:
+    """token -> number: each series counts on from `last` (its counter) in the order tokens were given;
+    `last` ends at each series' last number."""
+    assigned = {}
+    for series, token in numbers:
+        last[series] = value = last.get(series, 0) + 1
+        assigned[token] = number_text(series, value)
+    return assigned
+
+
+def _write_numbers(session: Session, sinks: list[tuple[Column[Any], str]], numbers: dict[str, str]) -> None:
+    """Rewrite every column written with tokens: one UPDATE per column (a CASE for many rows)."""
+    by_column: dict[Column[Any], dict[str, str]] = {}
+    for column, value in sinks:
+        by_column.setdefault(column, {})[value] = with_numbers(value, numbers)
+    for column, renames in by_column.items():
+        items = list(renames.items())
+        for start in range(0, len(items), RENAME_CHUNK):
+            chunk = dict(items[start : start + RENAME_CHUNK])
+            table = column.table
+            if len(chunk) == 1:
+                ((old, new),) = chunk.items()
+                session.execute(_rename_statement(column), {"old": old, "new": new})
+            else:
+                session.execute(
+                    update(table).where(column.in_(list(chunk))).values({column: case(chunk, value=column)})
+                )
+
+
+def _number_in_memory(session: Session, ledger: Ledger, numbers: dict[str, str]) -> None:
+    """The records this unit holds show their numbers too (a caller reads them after the commit): the
+    staged rows and the ORM objects of the tables written with tokens, set as committed values (the
+    database has them already, so the ORM writes nothing more)."""
+    keys: dict[Any, set[str]] = {}
+    for column, _value in ledger.sinks:
+        keys.setdefault(column.table, set()).add(column.key)
+    for row in ledger.staged:
+        for key in keys.get(row.table, ()):
+            value = row.__dict__.get(key)
+            if isinstance(value, str) and TOKEN_MARK in value:
+                row.__dict__[key] = with_numbers(value, numbers)
+    for obj in list(session.identity_map.values()):
+        for key in keys.get(getattr(type(obj), "__table__", None), ()):
+            value = obj.__dict__.get(key)
+            if isinstance(value, str) and TOKEN_MARK in value:
+                set_committed_value(obj, key, with_numbers(value, numbers))
+
+
+_RENAMES: dict[Any, Any] = {}
+
+
+def _rename_statement(column: Column[Any]) -> Any:
+    stmt = _RENAMES.get(column)
+    if stmt is None:
+        stmt = _RENAMES[column] = (
+            update(column.table).where(column == bindparam("old")).values({column.key: bindparam("new")})
+        )
+    return stmt
 
 
 def stage(session: Session, table: Table, values: dict[str, Any]) -> Staged:
@@ -461,14 +619,12 @@ def settle_audits(session: Session) -> None:
 
 
 def write_ledger(session: Session) -> None:
-    """Turn the recorded changes and audit entries into feed rows and chained audit rows (steps 1-5)."""
+    """Turn the recorded changes and audit entries into feed rows and chained audit rows, and the tokens
+    into document numbers (steps 1-5)."""
     ledger = _ledger_if_any(session)
-    # Counter rows this transaction moves, written by one statement at the end: name -> value.
-    moved: dict[str, int] = dict(_moved_numbers(ledger)) if ledger is not None else {}
     # 1. Every new record gets its id.
     flush_all(session)
-    if ledger is None or (not ledger.changes and not ledger.audits):
-        _move_counters(session, moved, None)
+    if ledger is None or (not ledger.changes and not ledger.audits and not ledger.numbers):
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
@@ -484,8 +640,24 @@ def write_ledger(session: Session) -> None:
         }
         for a in ledger.audits
     ]
-    # 3. The late lock: both counter rows, always audit before feed.
-    counters = {name: (value, head) for name, value, head in session.execute(_LATE_LOCK)}
+    # 3. The late lock: every counter row the transaction moves, in one statement, in the key's order.
+    counters = _lock_counters(session, ledger)
+    # Counter rows this transaction moves, written by one statement at the end: name -> value.
+    moved: dict[str, int] = {}
+    if ledger.numbers:  # the tokens become numbers: in the rows, the documents, the contexts
+        last = {name: int(value) for name, (value, _head) in counters.items()}
+        numbers = _assign(ledger.numbers, last)
+        moved.update({series: last[series] for series, _ in ledger.numbers})
+        _write_numbers(session, ledger.sinks, numbers)
+        for row in feed_rows:
+            row["doc"] = with_numbers(row["doc"], numbers)
+        for row in audit_rows:
+            row["context"] = with_numbers(row["context"], numbers)
+        for stmt, rows in ledger.deferred:
+            for chunk in _chunks(rows):
+                session.execute(stmt, with_numbers(chunk, numbers))
+        _number_in_memory(session, ledger, numbers)
+        unit_state(session).numbered = numbers
     # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
     seq = counters[FEED_COUNTER][0]
     for row in feed_rows:
@@ -526,14 +698,35 @@ _LATE_LOCK = (
     .order_by(Counter.name)
     .with_for_update()
 )
+_LATE_LOCK_WITH_SERIES = (
+    select(Counter.name, Counter.value, Counter.head)
+    .where(Counter.name.in_(bindparam("names", expanding=True)))
+    .order_by(Counter.name)
+    .with_for_update()
+)
+_NEW_SERIES = {
+    "sqlite": text("INSERT INTO counters (name, value) VALUES (:name, 0) ON CONFLICT(name) DO NOTHING"),
+    "mysql": text("INSERT INTO counters (name, value) VALUES (:name, 0) ON DUPLICATE KEY UPDATE value = value"),
+}
 
 
-def _moved_numbers(ledger: Ledger) -> Iterable[tuple[str, int]]:
-    """Each number series used in this transaction and its last number (its row is locked since)."""
-    for name, (start, last) in ledger.numbers.items():
-        if last != start:
-            yield name, last
-    ledger.numbers.clear()
+def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str | None]]:
+    """Lock the feed and audit counters and every number series the unit used, by one sorted locking
+    read (every writer takes them in the key's order, so two writers never wait for each other in a
+    circle). A series' first use creates its row at zero by an atomic upsert, then locks again."""
+    if not ledger.numbers:
+        return {name: (value, head) for name, value, head in session.execute(_LATE_LOCK)}
+    names = sorted({AUDIT_COUNTER, FEED_COUNTER, *(series for series, _ in ledger.numbers)})
+    counters = {name: (value, head) for name, value, head in session.execute(_LATE_LOCK_WITH_SERIES, {"names": names})}
+    missing = [name for name in names if name not in counters]
+    if missing:  # once per series and business year
+        dialect = "sqlite" if session.get_bind().dialect.name == "sqlite" else "mysql"
+        for name in missing:
+            session.execute(_NEW_SERIES[dialect], {"name": name})
+        counters = {
+            name: (value, head) for name, value, head in session.execute(_LATE_LOCK_WITH_SERIES, {"names": names})
+        }
+    return counters
 
 
 def _move_counters(session: Session, moved: dict[str, int], audit_head: str | None) -> None:
@@ -635,10 +828,14 @@ __all__ = [
     "audit_hash",
     "dumps",
     "flush_all",
+    "holds_numbers",
+    "late_number",
     "ledger_of",
     "row_ref",
     "settle_audits",
     "stage",
     "unit_state",
+    "with_numbers",
+    "write_after_numbers",
     "write_ledger",
 ]

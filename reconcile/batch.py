@@ -55,7 +55,15 @@ from domain.errors import (
     ValidationError,
 )
 from domain.feed.services import current_seq
-from domain.ledger import flush_all, ledger_of, settle_audits, unit_state
+from domain.ledger import (
+    flush_all,
+    ledger_of,
+    preview_numbers,
+    settle_audits,
+    unit_state,
+    with_numbers,
+    write_after_numbers,
+)
 from domain.service import Call, Outcome
 from domain.settings import Settings
 from domain.wire import parse, refuse_control_characters
@@ -439,11 +447,19 @@ class Runner:
                 }
                 for r in applied
             ]
-            for chunk in _chunks(rows, 400):
-                self.session.execute(_INSERT_APPLIED, chunk)  # Core: no ORM bookkeeping per row
+            # Core, no ORM bookkeeping per row; a batch that numbered documents writes its answers under
+            # the late lock, with the numbers in them (`domain.ledger.write_after_numbers`).
+            write_after_numbers(self.session, _INSERT_APPLIED, rows)
             self.resolve_rejections([r.change.client_temp_id for r in applied], now)
         self.write_rejections([r for r in self.results if r.status == "rejected"], now)
         self.count_on_device(now)
+
+    def number(self, numbers: dict[str, str]) -> None:
+        """The answers with the document numbers the commit gave (they held tokens until then)."""
+        if numbers:
+            for r in self.results:
+                if r.wire is not None:
+                    r.wire = with_numbers(r.wire, numbers)
 
     def count_on_device(self, now: datetime) -> None:
         """The device registry's counters and stamps, moved by one UPDATE (no read of the row before it)."""
@@ -671,15 +687,22 @@ def _run(
                 raise
             raise Fallback(f"the database refused the batch's writes: {exc.orig}") from exc
         if dry_run:
+            runner.number(preview_numbers(uow.session))  # what the numbers would be now
             uow.rollback()
         else:
             # The answer's last_seq: the feed counter this commit's ledger locked and moved; read here,
             # inside the unit, when the batch records nothing for the feed (all duplicates or refusals).
             quiet = not ledger_of(uow.session).changes
             before = current_seq(uow.session) if quiet else None
-            uow.commit()  # 5.
+            try:
+                uow.commit()  # 5.
+            except IntegrityError as exc:  # the answers of a numbering batch are written at the commit
+                if _applied_twice(exc) and not db.is_retryable(exc):
+                    raise Resend("another push of this device applied some of its changes first") from exc
+                raise
             runner.committed = True
             runner.last_seq = before if quiet else unit_state(uow.session).last_seq
+            runner.number(unit_state(uow.session).numbered)
     return runner
 
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Column, select
 from sqlalchemy.orm import Session
 
 from domain.clock import business_year
 from domain.feed.models import PUBLIC_SCOPE, Counter
-from domain.ledger import PendingChange, Target, ledger_of
+from domain.ledger import PendingChange, Target, late_number, ledger_of, number_text
 
 FEED_ENTITIES = (
     "equipment",
@@ -55,43 +55,21 @@ def record_change(
 
 def format_number(prefix: str, year: int, value: int) -> str:
     """`TRX-2026-000999`: prefix, business year, a sequence per prefix and year padded to 6 digits."""
-    return f"{prefix}-{year}-{value:06d}"
+    return number_text(f"{prefix}-{year}", value)
 
 
-def allocate_number(session: Session, prefix: str, year: int) -> str:
-    """The next number of `prefix` in `year`, from a counter row locked until the commit.
-
-    The first number of a series in a transaction locks its counter row with one locking read (the row is
-    created at zero on the series' first use by an atomic upsert, so without a race); the following ones count on in the ledger, which
-    writes the counter once at commit (`domain.ledger.write_ledger`, with the feed and audit counters). The lock is held until the commit
-    and a rolled-back transaction writes nothing, so numbers have no gaps and no duplicates; a batch of
-    500 sales costs one statement per series instead of one or two per number.
-    """
-    name = f"{prefix}-{year}"
-    numbers = ledger_of(session).numbers
-    state = numbers.get(name)
-    if state is None:
-        # The row exists after a series' first number: one locking read. The first use of a series creates
-        # it at zero by an atomic upsert (no race between two first users) and reads it again.
-        sqlite = session.get_bind().dialect.name == "sqlite"  # there the database is this writer's alone
-        read = select(Counter.value).where(Counter.name == name)
-        value = session.execute(read if sqlite else read.with_for_update()).scalar_one_or_none()
-        if value is None:
-            upsert = (
-                "INSERT INTO counters (name, value) VALUES (:name, 0) ON CONFLICT(name) DO NOTHING"
-                if sqlite
-                else "INSERT INTO counters (name, value) VALUES (:name, 0) ON DUPLICATE KEY UPDATE value = value"
-            )
-            session.execute(text(upsert), {"name": name})
-            value = session.execute(read if sqlite else read.with_for_update()).scalar_one()
-        state = numbers[name] = [int(value), int(value)]
-    state[1] += 1
-    return format_number(prefix, year, state[1])
+def allocate_number(session: Session, prefix: str, year: int, column: Column[Any] | None = None) -> str:
+    """The next number of `prefix` in `year`, for the row whose `column` holds it: a token until the
+    commit's late lock, where the series' counter row is locked together with the feed's and the audit
+    chain's, and the token becomes the number (`domain.ledger.late_number`). No counter row is locked
+    before that, so sales of different trucks do not wait for each other's whole transaction. A rolled-back
+    unit or savepoint uses no number: numbers have no gaps and no duplicates."""
+    return late_number(session, f"{prefix}-{year}", column)
 
 
-def number_for(session: Session, prefix: str, moment: datetime, tz_name: str) -> str:
+def number_for(session: Session, prefix: str, moment: datetime, tz_name: str, column: Column[Any]) -> str:
     """A document number for a confirm at `moment` (the year is the business time zone's)."""
-    return allocate_number(session, prefix, business_year(moment, tz_name))
+    return allocate_number(session, prefix, business_year(moment, tz_name), column)
 
 
 def current_seq(session: Session) -> int:

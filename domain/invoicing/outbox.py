@@ -44,7 +44,7 @@ from domain.invoicing.outputs.mail import (
     valid_address,
 )
 from domain.invoicing.outputs.pdf import invoice_pdf
-from domain.ledger import Staged, stage
+from domain.ledger import Staged, holds_numbers, stage
 from domain.service import Call, Outcome
 from domain.settings import Settings
 
@@ -68,12 +68,14 @@ def enqueue(call: Call, invoice: Staged) -> Staged | None:
     """With LPG_AUTO_EMAIL on, the e-mail of a just-issued invoice, written with the confirm."""
     if not call.settings.auto_email:
         return None
+    message_id = message_id_for(call.settings, invoice.number)
+    holds_numbers(call.session, OUTBOX.c.message_id, message_id)  # the number is given at the commit
     return stage(
         call.session,
         OUTBOX,
         {
             "invoice_id": invoice,
-            "message_id": message_id_for(call.settings, invoice.number),
+            "message_id": message_id,
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": call.now,

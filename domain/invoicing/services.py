@@ -54,7 +54,7 @@ def issue_invoice(
         session,
         INVOICES,
         {
-            "number": number_for(session, "INV", call.now, call.settings.timezone),
+            "number": number_for(session, "INV", call.now, call.settings.timezone, INVOICES.c.number),
             "transaction_id": row_ref(trx),
             "customer_id": customer.id,
             "driver_id": trx.driver_id,

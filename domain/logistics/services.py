@@ -24,7 +24,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.policy import ensure_visible, require_admin
@@ -40,6 +40,8 @@ from domain.logistics.movements import Move, apply_moves, plan_moves
 from domain.logistics.schemas import DistributionCreate, DistributionItemIn, DistributionUpdate, StockAdjustmentCreate
 from domain.logistics.stock import StockKey
 from domain.service import Call, Outcome
+
+DISTRIBUTIONS: Table = Distribution.__table__  # type: ignore[assignment]
 
 Line = tuple[EquipmentModel, str, int]  # equipment, movement type, qty
 
@@ -120,7 +122,7 @@ def _record(call: Call, d: Distribution) -> None:
 
 def _confirm(call: Call, d: Distribution, moves: list[Move], codes: dict[int, str]) -> None:
     """The acting half of a confirm: number, status, stock, audit (all checks are done)."""
-    d.number = number_for(call.session, "DIST", call.now, call.settings.timezone)
+    d.number = number_for(call.session, "DIST", call.now, call.settings.timezone, DISTRIBUTIONS.c.number)
     d.status = "confirmed"
     d.confirmed_at = call.now
     stock = apply_moves(call, moves, codes)

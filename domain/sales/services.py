@@ -218,7 +218,7 @@ def _confirm(call: Call, trx: Transaction | Staged, plan: Plan, before: dict[str
     session = call.session
     trx.status = "confirmed"
     trx.confirmed_at = call.now
-    trx.number = number_for(session, "TRX", call.now, call.settings.timezone)  # always TRX before INV
+    trx.number = number_for(session, "TRX", call.now, call.settings.timezone, TRANSACTIONS.c.number)  # TRX, then INV
     movements = _move_stock(call, plan)
     if plan.meter is not None:
         _record_reading(call, plan, trx)

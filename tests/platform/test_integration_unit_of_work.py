@@ -99,9 +99,9 @@ def counter_value(db: Database, name: str) -> int | None:
     return db.read(lambda s: s.execute(select(Counter.value).where(Counter.name == name)).scalar_one_or_none())
 
 
-def test_numbers_count_on_in_the_unit_and_the_counter_is_written_once_at_commit(demo: Database) -> None:
-    """The first number of a series locks its counter row; the next ones count on in the ledger, and the
-    counter is written at commit. Numbers handed out in a rolled-back savepoint are handed out again."""
+def test_numbers_are_given_at_commit_and_the_counter_is_written_once(demo: Database) -> None:
+    """A number is a token until the commit's late lock, where the series' counter row is locked and
+    written once; tokens handed out in a rolled-back savepoint take no number (no gap)."""
 
     def work(uow):  # type: ignore[no-untyped-def]
         session, ledger = uow.session, ledger_of(uow.session)
@@ -112,24 +112,28 @@ def test_numbers_count_on_in_the_unit_and_the_counter_is_written_once_at_commit(
         savepoint.rollback()
         ledger.rollback_to(mark)  # what the reconciler does when a change's savepoint is undone
         got += [allocate_number(session, "DIST", 2031), allocate_number(session, "INV", 2031)]
-        assert counter_value_in(session, "DIST-2031") == 0  # not written before the commit
-        return got
+        assert all(n.startswith("~N") and len(n) == 18 for n in got)  # tokens inside the unit
+        assert len(set(got)) == len(got) == 7
+        assert counter_value_in(session, "DIST-2031") is None  # nothing locked or written before the commit
+        rolled_back = got[3:5]
+        return got, rolled_back
 
-    got = demo.run(work)
+    got, rolled_back = demo.run(work)  # the unit's answer carries the numbers its commit gave
     assert got[:3] == ["DIST-2031-000001", "DIST-2031-000002", "DIST-2031-000003"]
-    assert got[3:5] == ["DIST-2031-000004", "INV-2031-000001"]  # then rolled back with the savepoint
-    assert got[5:] == ["DIST-2031-000004", "INV-2031-000001"]  # handed out again: no gap
+    assert all(n.startswith("~N") for n in rolled_back)  # rolled back with the savepoint: never numbered
+    assert got[5:] == ["DIST-2031-000004", "INV-2031-000001"]  # the next numbers: no gap
     assert counter_value(demo, "DIST-2031") == 4 and counter_value(demo, "INV-2031") == 1
 
 
 def test_a_series_first_used_in_a_rolled_back_unit_leaves_nothing(demo: Database) -> None:
     with demo.unit() as uow:
-        assert allocate_number(uow.session, "TRX", 2032) == "TRX-2032-000001"
+        assert allocate_number(uow.session, "TRX", 2032).startswith("~N")
         uow.rollback()
     assert counter_value(demo, "TRX-2032") is None
     assert demo.run(lambda uow: allocate_number(uow.session, "TRX", 2032)) == "TRX-2032-000001"
     assert counter_value(demo, "TRX-2032") == 1
 
 
-def counter_value_in(session: Any, name: str) -> int:
-    return int(session.execute(select(Counter.value).where(Counter.name == name)).scalar_one())
+def counter_value_in(session: Any, name: str) -> int | None:
+    value = session.execute(select(Counter.value).where(Counter.name == name)).scalar_one_or_none()
+    return None if value is None else int(value)
