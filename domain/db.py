@@ -250,6 +250,25 @@ class Database:
         self.engine.dispose()
 
 
+class Savepoint:
+    """A SAVEPOINT of a unit and the snapshot of its `UnitState` taken with it (`UnitOfWork.savepoint`)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.state = uow.state
+        self.mark = self.state.snapshot()
+        self.nested = uow.session.begin_nested()
+
+    def commit(self) -> None:
+        """Keep what was done since (the rows and the recorded state stay the unit's)."""
+        self.nested.commit()
+
+    def rollback(self) -> None:
+        """Undo the rows and forget what the unit recorded since; the rows it locked or read were expired,
+        so they are locked and read again on their next use."""
+        self.nested.rollback()
+        self.state.restore(self.mark)
+
+
 class UnitOfWork:
     """One business action, one database transaction. Services flush; only `commit` here makes it durable.
 
@@ -274,6 +293,12 @@ class UnitOfWork:
         from domain.ledger import unit_state
 
         return unit_state(self.session)
+
+    def savepoint(self) -> Savepoint:
+        """A SAVEPOINT with a snapshot of the unit's state taken at the same moment: its `rollback()` undoes
+        the rows and everything the unit recorded since (feed changes, audit entries, numbers, staged rows,
+        locks and remembered records) at once."""
+        return Savepoint(self)
 
     def __enter__(self) -> UnitOfWork:
         return self

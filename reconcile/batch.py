@@ -365,8 +365,8 @@ class Runner:
             now=now,
         )
         state = unit_state(self.session)
-        mark = state.snapshot()
-        savepoint = self.session.begin_nested() if self.savepoints else None
+        mark = state.snapshot()  # the savepoint-free fast path vouches for a refusal against it
+        savepoint = self.uow.savepoint() if self.savepoints else None
         try:
             outcome = op.run(call, command)
             self.settle(state.ledger.audits[mark[0][1] :])
@@ -374,7 +374,7 @@ class Runner:
                 savepoint.commit()
         except DomainError as exc:
             if savepoint is not None:
-                self._undo(savepoint, mark)
+                savepoint.rollback()
             elif not state.unchanged_since(mark):
                 raise Fallback(f"{op.name} refused after changing state") from exc
             return self._refuse(result, exc)
@@ -385,7 +385,7 @@ class Runner:
             refused_data = isinstance(exc, (IntegrityError, DataError)) and not self.uow.db.is_retryable(exc)
             if savepoint is None or not refused_data:
                 raise
-            self._undo(savepoint, mark)
+            savepoint.rollback()
             log.warning("the database refused %s %s: %s", op.name, change.client_temp_id, exc)
             return self._refuse(
                 result,
@@ -406,10 +406,6 @@ class Runner:
         if audits and all(getattr(a.target, "id", 0) is None for a in audits):
             return
         settle_audits(self.session)
-
-    def _undo(self, savepoint: Any, mark: Any) -> None:
-        savepoint.rollback()
-        unit_state(self.session).restore(mark)  # rows changed in the savepoint were expired: read again
 
     def _refuse(self, result: Result, error: DomainError) -> Result:
         field = error.details.get("field")

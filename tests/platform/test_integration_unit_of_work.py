@@ -12,7 +12,6 @@ from domain.audit.services import audit
 from domain.db import Database
 from domain.feed.models import Counter, FeedEntry
 from domain.feed.services import allocate_number, record_change
-from domain.ledger import ledger_of
 from domain.logistics.docs import stock_doc
 from domain.logistics.models import TruckStock
 from domain.logistics.stock import StockKey, lock_stock_rows
@@ -104,13 +103,11 @@ def test_numbers_are_given_at_commit_and_the_counter_is_written_once(demo: Datab
     written once; tokens handed out in a rolled-back savepoint take no number (no gap)."""
 
     def work(uow):  # type: ignore[no-untyped-def]
-        session, ledger = uow.session, ledger_of(uow.session)
+        session = uow.session
         got = [allocate_number(session, "DIST", 2031) for _ in range(3)]
-        mark = ledger.mark()
-        savepoint = session.begin_nested()
+        savepoint = uow.savepoint()  # what the reconciler takes around each change
         got += [allocate_number(session, "DIST", 2031), allocate_number(session, "INV", 2031)]
-        savepoint.rollback()
-        ledger.rollback_to(mark)  # what the reconciler does when a change's savepoint is undone
+        savepoint.rollback()  # the rows and the unit's state (these two tokens) at once
         got += [allocate_number(session, "DIST", 2031), allocate_number(session, "INV", 2031)]
         assert all(n.startswith("~N") and len(n) == 18 for n in got)  # tokens inside the unit
         assert len(set(got)) == len(got) == 7
@@ -137,3 +134,34 @@ def test_a_series_first_used_in_a_rolled_back_unit_leaves_nothing(demo: Database
 def counter_value_in(session: Any, name: str) -> int | None:
     value = session.execute(select(Counter.value).where(Counter.name == name)).scalar_one_or_none()
     return None if value is None else int(value)
+
+
+def test_a_savepoint_undoes_the_rows_and_the_units_state_at_once(demo: Database) -> None:
+    """`uow.savepoint()`: its rollback undoes the rows written since and forgets what the unit recorded
+    since (feed changes, audit entries, numbers, locks), so the commit writes only what came before."""
+    before = snapshot(demo)
+    key = StockKey("truck", 1, 1)
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        row = lock_stock_rows(uow.session, [key])[key]
+        row.full -= 1
+        row.touch()
+        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
+        kept = uow.state.snapshot()
+        savepoint = uow.savepoint()
+        again = lock_stock_rows(uow.session, [key])[key]
+        again.full -= 5
+        again.touch()
+        record_change(uow.session, "truck_stock", again, doc=lambda: stock_doc(again, "CYL9"))
+        audit(uow.session, 1, None, "adjust", "truck_stock", again, before={"full": 19}, after={"full": 14})
+        allocate_number(uow.session, "TRX", 2033)
+        assert uow.state.snapshot() != kept and uow.state.stock_locks
+        savepoint.rollback()
+        assert uow.state.snapshot() == kept and not uow.state.stock_locks
+
+    demo.run(work)
+    after = snapshot(demo)
+    row = next(r for r in after["stock"] if r[:2] == (1, 1))  # type: ignore[union-attr,index]
+    assert row[2] == 19 and row[4] == 2  # only the change before the savepoint
+    assert after["audit"] == before["audit"]  # the audit entry went with the savepoint
+    assert counter_value(demo, "TRX-2033") is None  # and the number
