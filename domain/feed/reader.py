@@ -26,6 +26,7 @@ from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from domain.db import Database
@@ -232,51 +233,85 @@ def raw_page(cur: _Cursor, since: int, limit: int, scope: Scope) -> RawPage:
 
 
 class Snapshot:
-    """A pooled DB-API connection in one consistent, read-only snapshot; returned to the pool on exit."""
+    """A pooled DB-API connection in one consistent, read-only snapshot; returned to the pool on exit.
 
-    def __init__(self, db: Database) -> None:
+    The driver is used directly (no SQLAlchemy in between), so its errors are made SQLAlchemy's here, as
+    SQLAlchemy would: a lost connection is invalidated (never handed out again) and the error is a
+    `DBAPIError` that `domain.dbfaults.classify` knows, so a database fault is a retry or a 503, never a 500."""
+
+    def __init__(self, db: Database, consistent: bool = True) -> None:
         self.db = db
+        self.consistent = consistent  # False: one short read, in the driver's own implicit transaction
 
     def __enter__(self) -> _Cursor:
-        self.conn = self.db.engine.raw_connection()
+        try:
+            self.conn = self.db.engine.raw_connection()  # the pool's own connect: the driver's error as is
+        except Exception as exc:
+            error = driver_error(self.db, exc)
+            if error is None:
+                raise
+            raise error from exc
         try:
             cursor = self.conn.cursor()
-            if self.db.dialect == "sqlite":
+            if self.consistent and self.db.dialect == "sqlite":
                 cursor.execute("BEGIN")
-            else:
+            elif self.consistent:
                 if not self.conn.info.get("lpg_packed_pages"):
                     cursor.execute(f"SET SESSION group_concat_max_len = {PACKED_MAX}")
                     self.conn.info["lpg_packed_pages"] = True
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        except BaseException:
-            self.conn.close()
-            raise
+        except BaseException as exc:  # noqa: BLE001 - released, then raised again
+            self._release(exc)
         return _Cursor(cursor, self.db.dialect)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is not None:
+            self._release(exc)
         try:
             self.conn.rollback()
-        finally:
+        except BaseException as failed:  # noqa: BLE001 - released, then raised again
+            self._release(failed)
+        self.conn.close()
+
+    def _release(self, exc: BaseException) -> None:
+        """Give the connection back (invalidated after a driver error) and raise `exc` as SQLAlchemy's."""
+        error = driver_error(self.db, exc)
+        if error is not None:
+            self.conn.invalidate(exc)
             self.conn.close()
+            raise error from exc
+        self.conn.close()
+        raise exc
+
+
+def driver_error(db: Database, exc: BaseException) -> DBAPIError | None:
+    """A DB-API error of the engine's driver, wrapped as SQLAlchemy wraps it (None for anything else)."""
+    dbapi = db.engine.dialect.loaded_dbapi
+    if isinstance(exc, DBAPIError) or not isinstance(exc, dbapi.Error):
+        return None
+    return DBAPIError.instance(None, None, exc, dbapi.Error, connection_invalidated=True, dialect=db.engine.dialect)  # type: ignore[arg-type,return-value]
 
 
 def fetch_page(db: Database, since: int, limit: int, scope: Scope) -> RawPage:
-    with Snapshot(db) as cur:
-        return raw_page(cur, since, limit, scope)
+    """The next page, in its own snapshot; a transient fault reads again (the read is idempotent)."""
+
+    def read() -> RawPage:
+        with Snapshot(db) as cur:
+            return raw_page(cur, since, limit, scope)
+
+    return db.retrying(read, idempotent=True)
 
 
 def fetch_current(db: Database) -> int:
     """The committed feed counter, in its own short read (no transaction is left open)."""
-    conn = db.engine.raw_connection()
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT value FROM counters WHERE name = 'feed'")
-        value = int(cursor.fetchone()[0])  # type: ignore[index]
-        conn.rollback()
-        return value
-    finally:
-        conn.close()
+
+    def read() -> int:
+        with Snapshot(db, consistent=False) as cur:
+            cur.cursor.execute("SELECT value FROM counters WHERE name = 'feed'")
+            return int(cur.cursor.fetchone()[0])
+
+    return db.retrying(read, idempotent=True)
 
 
 def read_page(

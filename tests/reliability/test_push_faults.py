@@ -1,9 +1,9 @@
 """Connection faults injected for real at each phase of a push, and a database that is not there.
 
 A TCP proxy (tests/reliability/proxy.py) sits between the server and MariaDB and cuts the server's
-connection when it sees the statement of a phase: the device row lock, the stock row lock, a document number
-counter lock, the ledger's late counter lock, COMMIT (before it reaches the database, or after: the answer
-is lost and the outcome unknown), and the `last_seq` read after COMMIT. Each phase once (the server's retry
+connection when it sees the statement of a phase: the device row lock, the stock row lock, the ledger's late
+lock (feed, audit and document-number counters), the writes under it (one compound statement), COMMIT
+(before it reaches the database, or after: the answer is lost and the outcome unknown). Each phase once (the server's retry
 gets through) and always (the attempts run out). The answer is only ever 200 or 503 with Retry-After; the
 same batch sent again is applied or answered as duplicates; every change is applied exactly once.
 """
@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from domain.db import Database
-from domain.dbfaults import UNKNOWN_BATCH
+from domain.dbfaults import UNKNOWN_BATCH, DatabaseUnavailable
+from domain.feed.reader import Scope, fetch_current, fetch_page
 from domain.settings import Settings
 from server import create_app
 from tests.conftest import MYSQL_URL, bearer, user_id
@@ -36,8 +37,10 @@ DEVICE_WRITE = r"UPDATE devices SET"  # every attempt of a push writes its devic
 PHASES: dict[str, tuple[str, str, str | None]] = {
     "device_lock": (r"FROM devices\b.*FOR UPDATE", "before", None),
     "stock_lock": (r"FROM truck_stock\b.*FOR UPDATE", "before", None),
-    "number_counter_lock": (r"FROM counters\b.*'TRX-\d+' FOR UPDATE", "before", None),
-    "ledger_counter_lock": (r"IN \('audit', 'feed'\).*FOR UPDATE", "before", None),
+    # The late lock: the feed and audit counters and the number series (TRX, INV) in one statement.
+    "ledger_counter_lock": (r"FROM counters\b.*IN \([^)]*'TRX-\d+'[^)]*'audit', 'feed'\).*FOR UPDATE", "before", None),
+    # Everything written under it (the numbers, stored answers, feed, audit, counters): one compound statement.
+    "ledger_writes": (r"BEGIN NOT ATOMIC\b.*UPDATE transactions SET number", "before", None),
     "commit_lost_before": (COMMIT, "before", DEVICE_WRITE),
     "commit_answer_lost": (COMMIT, "after", DEVICE_WRITE),
     # No phase after the commit: a push's last_seq is the seq its own ledger write reached (or read inside
@@ -230,6 +233,12 @@ def test_a_database_that_is_down_answers_503_with_retry_after(tmp_path: Any) -> 
         assert error["code"] == "service_unavailable", name
         if name != "health":
             assert "send the same request again as it is" in error["message"]
+    # The feed reader connects through the pool itself (the driver's own error): a fault, retried, then
+    # unavailable, never the driver's error (a node lost between a pull's authentication and its read).
+    with pytest.raises(DatabaseUnavailable):
+        fetch_page(database, 0, 10, Scope(None, ()))
+    with pytest.raises(DatabaseUnavailable):
+        fetch_current(database)
     database.dispose()
 
 
@@ -249,3 +258,41 @@ def test_the_command_line_tools_report_a_database_that_is_down(
     assert "service_unavailable" in capsys.readouterr().out
     assert audit_cli.main(["verify", "--database-url", url, "--json"]) == 2
     assert "cannot read the audit log" in capsys.readouterr().err
+
+
+PULL_PHASES = {  # the pull reads the feed through the driver directly, in a snapshot of its own
+    "snapshot_start": r"START TRANSACTION WITH CONSISTENT SNAPSHOT",
+    "page_read": r"FROM change_feed\b",
+}
+
+
+@pytest.mark.mysql_only
+@pytest.mark.parametrize("mode", ["once", "always"])
+@pytest.mark.parametrize("phase", list(PULL_PHASES))
+def test_a_fault_while_a_pull_reads_is_a_retry_or_a_503(
+    demo: Database,
+    settings: Settings,
+    proxy: FaultProxy,
+    proxied: tuple[Database, TestClient],
+    phase: str,
+    mode: str,
+) -> None:
+    """A connection cut while `GET /sync/changes` reads: once, the server reads again (200, the same page
+    as without the fault); always, 503 with Retry-After. Never a 500 (the driver's own error is made a
+    database fault, and the broken connection is not handed out again)."""
+    _, client = proxied
+    headers = bearer(settings, user_id(demo, "admin"))
+    expected = client.get("/api/v1/sync/changes?since=0&limit=50", headers=headers)
+    assert expected.status_code == 200, expected.text
+    rule = proxy.add(PULL_PHASES[phase], "before", 1 if mode == "once" else 50)
+    first = client.get("/api/v1/sync/changes?since=0&limit=50", headers=headers)
+    proxy.clear()
+    assert rule.hits >= 1, f"the fault at {phase} was not injected"
+    check_answer(first)
+    if mode == "once":
+        assert first.status_code == 200, "one fault is absorbed by the server's own retry"
+        assert first.json()["results"] == expected.json()["results"]
+    else:
+        assert first.status_code == 503
+    again = client.get("/api/v1/sync/changes?since=0&limit=50", headers=headers)
+    assert again.status_code == 200 and again.json()["results"] == expected.json()["results"]
