@@ -22,7 +22,9 @@ from typing import Any
 
 import orjson
 
-WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# Writes, including the ledger's compound statement on MariaDB (`BEGIN NOT ATOMIC ...; END`: the writes
+# under the late lock in one round trip; `statement.lstrip()[:7]` of it is "BEGIN N").
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN N")
 
 
 def replay_floor_rate(
@@ -87,8 +89,8 @@ def replay_floor_rate(
                 for statement, parameters, many in writes:
                     if many:
                         cur.executemany(statement, parameters)
-                    else:
-                        cur.execute(statement, parameters)
+                    else:  # a statement sent without parameters (the compound one) is not %-formatted
+                        cur.execute(statement, parameters or None)
                     if cur.description is not None:  # INSERT ... RETURNING: read what it answers
                         cur.fetchall()
                 raw.commit()
