@@ -720,7 +720,7 @@ class LockedWrites:
     server, so an error in any of them is the statement's error and the unit rolls back). The counter rows
     are then held for three round trips (the lock, the writes, the COMMIT) instead of one per statement;
     under load each round trip also waits for the worker's GIL, which is what the holder's time was made
-    of. SQLite has no round trips: there each write runs at once."""
+    of. SQLite has no round trips: there (and on MySQL) each write runs at once."""
 
     LIMIT = 4 << 20  # characters per round trip, well under max_allowed_packet (16 MiB by default)
 
@@ -728,7 +728,8 @@ class LockedWrites:
         self.session = session
         self.conn = session.connection()
         self.dialect = self.conn.dialect
-        self.batched = self.dialect.name != "sqlite"
+        # MariaDB only: MySQL has no anonymous compound statement (there each write goes on its own).
+        self.batched = bool(getattr(self.dialect, "is_mariadb", False))
         self.parts: list[str] = []
         self.size = 0
         self.cursor: Any = None
