@@ -324,23 +324,31 @@ def _assign(numbers: list[tuple[str, str]], last: dict[str, int]) -> dict[str, s
     return assigned
 
 
-def _write_numbers(session: Session, sinks: list[tuple[Column[Any], str]], numbers: dict[str, str]) -> None:
-    """Rewrite every column written with tokens: one UPDATE per column (a CASE for many rows)."""
+def _renames(
+    sinks: list[tuple[Column[Any], str]], numbers: dict[str, str]
+) -> Iterable[tuple[Column[Any], list[tuple[str, str]]]]:
+    """(column, [(token text, numbered text), ...]) for every column written with tokens, in chunks of
+    at most RENAME_CHUNK renames: each chunk is one UPDATE."""
     by_column: dict[Column[Any], dict[str, str]] = {}
     for column, value in sinks:
         by_column.setdefault(column, {})[value] = with_numbers(value, numbers)
     for column, renames in by_column.items():
         items = list(renames.items())
         for start in range(0, len(items), RENAME_CHUNK):
-            chunk = dict(items[start : start + RENAME_CHUNK])
-            table = column.table
-            if len(chunk) == 1:
-                ((old, new),) = chunk.items()
-                session.execute(_rename_statement(column), {"old": old, "new": new})
-            else:
-                session.execute(
-                    update(table).where(column.in_(list(chunk))).values({column: case(chunk, value=column)})
-                )
+            yield column, items[start : start + RENAME_CHUNK]
+
+
+def _write_numbers(session: Session, sinks: list[tuple[Column[Any], str]], numbers: dict[str, str]) -> None:
+    """Rewrite every column written with tokens: one UPDATE per column (a CASE for many rows)."""
+    for column, chunk in _renames(sinks, numbers):
+        if len(chunk) == 1:
+            ((old, new),) = chunk
+            session.execute(_rename_statement(column), {"old": old, "new": new})
+        else:
+            renames = dict(chunk)
+            session.execute(
+                update(column.table).where(column.in_(list(renames))).values({column: case(renames, value=column)})
+            )
 
 
 def _number_in_memory(session: Session, ledger: Ledger, numbers: dict[str, str]) -> None:
@@ -745,11 +753,11 @@ class LockedWrites:
             return
         if self.batched:
             plan = _cached_plan(stmt, self.dialect, tuple(rows[0]))
-            found = _INSERT_VALUES.match(plan[0]) if plan is not None else None
+            found = RE_INSERT_VALUES.match(plan[0]) if plan is not None else None
             if plan is not None and found is not None:
                 head, group, tail = found.group(1), found.group(2).rstrip(), found.group(3) or ""
+                mogrify = self.cursor.mogrify
                 for chunk in _chunks(rows):
-                    mogrify = self.cursor.mogrify
                     values = ",".join([mogrify(group, _row_values(plan[1], r)) for r in chunk])
                     self._add(head + values + tail)
                 return
@@ -762,17 +770,11 @@ class LockedWrites:
         if not self.batched:
             _write_numbers(self.session, sinks, numbers)
             return
-        by_column: dict[Column[Any], dict[str, str]] = {}
-        for column, value in sinks:
-            by_column.setdefault(column, {})[value] = with_numbers(value, numbers)
-        for column, renames in by_column.items():
-            items = list(renames.items())
+        for column, chunk in _renames(sinks, numbers):
             table, name = self.quote(column.table.name), self.quote(column.name)  # type: ignore[attr-defined]
-            for start in range(0, len(items), RENAME_CHUNK):
-                chunk = items[start : start + RENAME_CHUNK]
-                cases = " ".join(["WHEN %s THEN %s"] * len(chunk))
-                sql = f"UPDATE {table} SET {name} = CASE {name} {cases} END WHERE {name} IN ({', '.join(['%s'] * len(chunk))})"
-                self._add(self.cursor.mogrify(sql, [v for pair in chunk for v in pair] + [old for old, _ in chunk]))
+            cases = " ".join(["WHEN %s THEN %s"] * len(chunk))
+            sql = f"UPDATE {table} SET {name} = CASE {name} {cases} END WHERE {name} IN ({', '.join(['%s'] * len(chunk))})"
+            self._add(self.cursor.mogrify(sql, [v for pair in chunk for v in pair] + [old for old, _ in chunk]))
 
     def counters(self, moved: dict[str, int], audit_head: str | None) -> None:
         """One UPDATE for every counter row the transaction moves (all of them locked by it already)."""
@@ -805,25 +807,24 @@ class LockedWrites:
         self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
 
 
-_INSERT_VALUES = RE_INSERT_VALUES
-
-
 def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str | None]]:
     """Lock the feed and audit counters and every number series the unit used, by one sorted locking
     read (every writer takes them in the key's order, so two writers never wait for each other in a
     circle). A series' first use creates its row at zero by an atomic upsert, then locks again."""
+
+    def lock(stmt: Any, names: list[str] | None = None) -> dict[str, tuple[int, str | None]]:
+        return {name: (value, head) for name, value, head in session.execute(stmt, {"names": names} if names else {})}
+
     if not ledger.numbers:
-        return {name: (value, head) for name, value, head in session.execute(_LATE_LOCK)}
+        return lock(_LATE_LOCK)
     names = sorted({AUDIT_COUNTER, FEED_COUNTER, *(series for series, _ in ledger.numbers)})
-    counters = {name: (value, head) for name, value, head in session.execute(_LATE_LOCK_WITH_SERIES, {"names": names})}
+    counters = lock(_LATE_LOCK_WITH_SERIES, names)
     missing = [name for name in names if name not in counters]
     if missing:  # once per series and business year
         dialect = "sqlite" if session.get_bind().dialect.name == "sqlite" else "mysql"
         for name in missing:
             session.execute(_NEW_SERIES[dialect], {"name": name})
-        counters = {
-            name: (value, head) for name, value, head in session.execute(_LATE_LOCK_WITH_SERIES, {"names": names})
-        }
+        counters = lock(_LATE_LOCK_WITH_SERIES, names)
     return counters
 
 

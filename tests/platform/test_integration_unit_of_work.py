@@ -35,16 +35,24 @@ class Boom(Exception):
     pass
 
 
+def take_from_truck(session: Any, full: int, audited: bool = True) -> TruckStock:
+    """Truck 1's CYL9 row: `full` cylinders fewer, recorded in the feed (and the audit log)."""
+    key = StockKey("truck", 1, 1)
+    row = lock_stock_rows(session, [key])[key]
+    before = row.full
+    row.full -= full
+    row.touch()
+    record_change(session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
+    if audited:
+        audit(session, 1, None, "adjust", "truck_stock", row, before={"full": before}, after={"full": row.full})
+    return row
+
+
 def test_error_after_stock_change_leaves_no_trace(demo: Database) -> None:
     before = snapshot(demo)
-    key = StockKey("truck", 1, 1)
 
     def work(uow):  # type: ignore[no-untyped-def]
-        row = lock_stock_rows(uow.session, [key])[key]
-        row.full -= 5
-        row.touch()
-        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
-        audit(uow.session, 1, None, "adjust", "truck_stock", row, before={"full": 20}, after={"full": 15})
+        take_from_truck(uow.session, 5)
         allocate_number(uow.session, "TRX", 2026)
         uow.session.flush()
         raise Boom("after the stock update, before commit")
@@ -56,14 +64,9 @@ def test_error_after_stock_change_leaves_no_trace(demo: Database) -> None:
 
 def test_a_committed_unit_writes_stock_feed_audit_and_number_together(demo: Database) -> None:
     before = snapshot(demo)
-    key = StockKey("truck", 1, 1)
 
     def work(uow):  # type: ignore[no-untyped-def]
-        row = lock_stock_rows(uow.session, [key])[key]
-        row.full -= 5
-        row.touch()
-        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
-        audit(uow.session, 1, None, "adjust", "truck_stock", row, before={"full": 20}, after={"full": 15})
+        take_from_truck(uow.session, 5)
         return allocate_number(uow.session, "TRX", 2026)
 
     assert demo.run(work) == "TRX-2026-000001"
@@ -140,20 +143,12 @@ def test_a_savepoint_undoes_the_rows_and_the_units_state_at_once(demo: Database)
     """`uow.savepoint()`: its rollback undoes the rows written since and forgets what the unit recorded
     since (feed changes, audit entries, numbers, locks), so the commit writes only what came before."""
     before = snapshot(demo)
-    key = StockKey("truck", 1, 1)
 
     def work(uow):  # type: ignore[no-untyped-def]
-        row = lock_stock_rows(uow.session, [key])[key]
-        row.full -= 1
-        row.touch()
-        record_change(uow.session, "truck_stock", row, doc=lambda: stock_doc(row, "CYL9"))
+        take_from_truck(uow.session, 1, audited=False)
         kept = uow.state.snapshot()
         savepoint = uow.savepoint()
-        again = lock_stock_rows(uow.session, [key])[key]
-        again.full -= 5
-        again.touch()
-        record_change(uow.session, "truck_stock", again, doc=lambda: stock_doc(again, "CYL9"))
-        audit(uow.session, 1, None, "adjust", "truck_stock", again, before={"full": 19}, after={"full": 14})
+        take_from_truck(uow.session, 5)
         allocate_number(uow.session, "TRX", 2033)
         assert uow.state.snapshot() != kept and uow.state.stock_locks
         savepoint.rollback()
