@@ -2,9 +2,10 @@
 
 The feed rows' documents are stored as canonical JSON text; a JSON answer splices that text into bytes
 built here, without decoding a single document. A MessagePack answer decodes each document with orjson
-and packs the page once. Longpoll and continuous answers wait in the event loop (`sync.stream`), holding
-no database connection and no thread while they wait; each page is read in the thread pool in its own
-short snapshot (`domain.feed.reader`).
+and packs it with ormsgpack (for JSON values the same bytes as msgpack's Packer, in half the time).
+Longpoll and continuous answers wait in the event loop (`sync.stream`), holding no database connection
+and no thread while they wait; each page is read in the thread pool in its own short snapshot
+(`domain.feed.reader`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import msgpack
 import orjson
+import ormsgpack
 from pydantic import Field, StrictInt, field_validator
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -84,7 +86,7 @@ def encode_page(page: RawPage, fmt: str) -> bytes:
             page.pending,
         )
     packer = msgpack.Packer(use_bin_type=True)
-    pack, loads = packer.pack, orjson.loads
+    pack, loads = ormsgpack.packb, orjson.loads
     return b"".join(
         [
             b"\x83\xa7results",  # a map of 3 entries; "results" as a fixstr of 7 bytes
@@ -102,7 +104,7 @@ def encode_lines(rows: list[RawRow], fmt: str) -> bytes:
     """Continuous: one result a line (NDJSON), or one msgpack map after another."""
     if fmt == codec.JSON:
         return b"\n".join([row[1] for row in rows]) + b"\n"
-    pack, loads = msgpack.Packer(use_bin_type=True).pack, orjson.loads
+    pack, loads = ormsgpack.packb, orjson.loads
     return b"".join([pack(loads(row[1])) for row in rows])
 
 

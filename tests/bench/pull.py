@@ -29,6 +29,7 @@ from typing import Any
 import httpx2 as httpx
 import msgpack
 import orjson
+import ormsgpack
 from sqlalchemy import create_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ def pull_pages(http: httpx.Client, headers: dict[str, str], fmt: str, limit: int
     while True:
         r = http.get("/api/v1/sync/changes", params={"since": since, "limit": limit}, headers=h)
         r.raise_for_status()
-        page = decode(msgpack.unpackb if fmt == "msgpack" else orjson.loads, r.content)
+        page = decode(ormsgpack.unpackb if fmt == "msgpack" else orjson.loads, r.content)
         total += len(page["results"])
         since = page["last_seq"]
         if not page["pending"]:

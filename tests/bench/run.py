@@ -14,7 +14,9 @@ shared, noisy machine; absolute figures are not. What is measured (the targets a
 - batches: 500 `customer.create` a push on SQLite and MariaDB, and 500 confirmed sales on MariaDB, one
   worker, against `_bulk_docs` of 500 docs.
 - pull: the feed those pushes wrote, paged as an admin (JSON limit 1000, msgpack limit 10000), against
-  `_changes?include_docs=true&limit=1000` of the documents `_bulk_docs` wrote.
+  `_changes?include_docs=true&limit=1000` of the documents `_bulk_docs` wrote. The client decodes every
+  page, each format with its fastest decoder (orjson for JSON, the peer's pages included; ormsgpack for
+  msgpack).
 - floor: the same rows as a 1-change customer push written by raw PyMySQL with the fewest round trips
   (50 threads, and one), 500-customer batches by raw PyMySQL / sqlite3 `executemany`, and the writes of
   500-sale batches recorded from our reconciler and replayed by the bare driver (tests/bench/replay_floor.py).
@@ -49,8 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import orjson
+import ormsgpack
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -587,7 +589,7 @@ def pull_rates(port: int) -> tuple[int, float, float]:
             body = response.read()
             if response.status != 200:
                 raise RuntimeError(f"pull failed: {response.status} {body[:200]!r}")
-            page = decode(msgpack.unpackb if fmt == "msgpack" else orjson.loads, body)
+            page = decode(ormsgpack.unpackb if fmt == "msgpack" else orjson.loads, body)
             total += len(page["results"])
             since = page["last_seq"]
             if not page["pending"]:

@@ -474,3 +474,26 @@ def test_a_device_registered_to_a_driver_keeps_its_counters_after_pulls(
     get(client, dict(bearer(settings, 2), **{"X-Device-ID": "tab-9"}))
     device = demo.read(lambda s: s.scalars(select(Device)).one())
     assert device.applied_count == 4 and device.version == 2
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(doc=JSON_VALUES)
+@hsettings(max_examples=300, deadline=None)
+def test_a_msgpack_page_is_the_bytes_msgpack_itself_packs_for_the_same_results(doc: Any) -> None:
+    """Pages are packed with ormsgpack; for any JSON value (what a stored document decodes to) the bytes
+    are the ones msgpack's own Packer writes, so every msgpack client reads them alike."""
+    from domain import codec
+    from domain.feed.reader import RawPage
+    from sync.changes import encode_lines, encode_page
+
+    row = orjson.dumps({"seq": 7, "doc": doc})
+    expected = {"seq": 7, "doc": orjson.loads(row)["doc"]}  # what orjson reads back (floats round-trip)
+    page = encode_page(RawPage([(7, row)], 7, 0, 7), codec.MSGPACK)
+    assert page == msgpack.packb({"results": [expected], "last_seq": 7, "pending": 0}, use_bin_type=True)
+    assert encode_lines([(7, row)], codec.MSGPACK) == msgpack.packb(expected, use_bin_type=True)
