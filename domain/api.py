@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain import codec
-from domain.accounts.authn import bearer_claims, resolve
+from domain.accounts.authn import TokenUser, bearer_claims, resolve
 from domain.accounts.authn import load_user as load_user  # re-exported for the CouchDB surface
 from domain.accounts.policy import Actor, require_admin
 from domain.accounts.throttle import UNKNOWN_ADDRESS
@@ -83,7 +83,7 @@ class Endpoint:
     body_optional: bool = False
     extra_content: tuple[str, ...] = ()  # other media types the handler may answer with (`text/csv` reports)
     # The bearer token is verified before the handler (no database), and its user and login session are
-    # checked by the handler inside its own unit of work, with `Ctx.load_actor` (the sync push: one unit,
+    # checked by the handler inside its own unit of work, with `Ctx.token_user` (the sync push: one unit,
     # one thread hop). `auth` must be USER.
     auth_in_unit: bool = False
 
@@ -120,13 +120,11 @@ class Ctx:
         assert self.user is not None, "endpoint declared public but needs a user"
         return self.user
 
-    def load_actor(self, session: Session) -> AuthUser:
-        """An `auth_in_unit` endpoint's caller, loaded in the handler's unit: the token's user, active, and
-        its login session not ended (one statement, `domain.accounts.authn.load_user`)."""
-        if self.user is None:
-            assert self.claims is not None, "load_actor is for auth_in_unit endpoints"
-            self.user = load_user(session, self.claims.user_id, self.claims.family)
-        return self.user
+    def token_user(self) -> TokenUser:
+        """An `auth_in_unit` endpoint's caller, to be checked in the handler's unit (its user active, its
+        login session not ended): the sync push selects it with its prefetch, in the same statement."""
+        assert self.claims is not None, "token_user is for auth_in_unit endpoints"
+        return TokenUser(self.claims.user_id, self.claims.family)
 
     def unit(self, readonly: bool = False) -> UnitOfWork:
         return self.db.unit(readonly=readonly)

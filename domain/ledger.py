@@ -33,6 +33,7 @@ from pymysql.cursors import RE_INSERT_VALUES
 from sqlalchemy import Column, Table, bindparam, case, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -119,6 +120,14 @@ TOKEN_MARK = "~N"
 _TOKEN = re.compile(r"~N[0-9a-f]{16}")
 
 
+Deferred = tuple[Any, list[dict[str, Any]], "str | None"]
+
+
+class RowMoved(Exception):
+    """A deferred UPDATE that had to change exactly one row did not find it (another transaction changed
+    the row's key first): the unit rolls back, and its caller decides (a push runs again)."""
+
+
 @dataclass
 class Ledger:
     """What the current transaction changed, in the order it happened, waiting for the commit."""
@@ -131,8 +140,9 @@ class Ledger:
     numbers: list[tuple[str, str]] = field(default_factory=list)
     # Where tokens were written before the lock: (column, the value written), rewritten under the lock.
     sinks: list[tuple[Column[Any], str]] = field(default_factory=list)
-    # Rows whose text names numbers (a push's stored answers), written under the lock with the numbers.
-    deferred: list[tuple[Any, list[dict[str, Any]]]] = field(default_factory=list)
+    # Writes that wait for the late lock (a push's stored answers, its device counters): (statement, rows,
+    # what to say when an UPDATE does not find exactly one row, or None), with the numbers in their texts.
+    deferred: list[Deferred] = field(default_factory=list)
     staged: list[Staged] = field(default_factory=list)
     written: int = 0  # staged rows before this index are in the database
 
@@ -272,14 +282,19 @@ def holds_numbers(session: Session, column: Column[Any], value: str) -> None:
 
 
 def write_after_numbers(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` now, or, when this unit has handed out numbers (their texts may name them), under the
-    late lock with the numbers in place (a push's stored answers)."""
-    ledger = _ledger_if_any(session)
-    if ledger is not None and ledger.numbers:
-        ledger.deferred.append((stmt, rows))
-        return
-    for chunk in _chunks(rows):
-        session.execute(stmt, chunk)
+    """Insert `rows` under the late lock, with the document numbers in place where their texts name tokens
+    (a push's stored answers). They go with the other locked writes: on MariaDB in the same round trip, so
+    they cost the push no round trip of their own. A unique key they break (a resend racing its original)
+    fails the commit, as it would have failed the INSERT."""
+    if rows:
+        ledger_of(session).deferred.append((stmt, rows, None))
+
+
+def update_one_after_numbers(session: Session, stmt: Any, params: dict[str, Any], moved: str) -> None:
+    """Run the UPDATE `stmt` for one row under the late lock, with the other locked writes (on MariaDB in
+    the same round trip). It must change exactly one row; otherwise the commit fails with `RowMoved(moved)`
+    and nothing of the unit is written."""
+    ledger_of(session).deferred.append((stmt, [params], moved))
 
 
 def with_numbers(value: Any, numbers: dict[str, str]) -> Any:
@@ -506,7 +521,7 @@ def _plan(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> tuple[str, Binds
     for name in names:
         make = None
         if name not in columns:
-            make = _default_maker(defaults.get(name))
+            make = _default_maker(defaults.get(name)) or _literal_maker(compiled.binds[name])
             if make is None:
                 return None
         bind_type = compiled.binds[name].type
@@ -535,6 +550,14 @@ def _default_maker(default: Any) -> Callable[[], Any] | None:
             return None
         return lambda: call(None)
     return None
+
+
+def _literal_maker(bind: Any) -> Callable[[], Any] | None:
+    """A value the statement itself carries (`version + 1` binds the 1)."""
+    if bind.required or bind.callable is not None or bind.value is None:
+        return None
+    value = bind.value
+    return lambda: value
 
 
 def _row_values(binds: Binds, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -633,7 +656,14 @@ def write_ledger(session: Session) -> None:
     ledger = _ledger_if_any(session)
     # 1. Every new record gets its id.
     flush_all(session)
-    if ledger is None or (not ledger.changes and not ledger.audits and not ledger.numbers):
+    if ledger is None:
+        return
+    if not (ledger.changes or ledger.audits or ledger.numbers):  # nothing to lock for: only the deferred
+        if ledger.deferred:
+            writes = LockedWrites(session)
+            writes.deferred(ledger.deferred)
+            writes.send()
+            ledger.clear()
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
@@ -663,8 +693,7 @@ def write_ledger(session: Session) -> None:
             row["doc"] = with_numbers(row["doc"], numbers)
         for row in audit_rows:
             row["context"] = with_numbers(row["context"], numbers)
-        for stmt, rows in ledger.deferred:
-            writes.rows(stmt, with_numbers(rows, numbers))
+        ledger.deferred = [(stmt, with_numbers(rows, numbers), moved) for stmt, rows, moved in ledger.deferred]
         _number_in_memory(session, ledger, numbers)
         unit_state(session).numbered = numbers
     # 4. Consecutive seqs and audit ids; each audit entry linked to the previous one.
@@ -694,12 +723,18 @@ def write_ledger(session: Session) -> None:
     if feed_rows:
         moved[FEED_COUNTER] = seq
     # 5. Multi-row writes, then the counters move (one statement for all of them).
+    writes.deferred(ledger.deferred)
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
     writes.counters(moved, head)
     writes.send()
     ledger.clear()
 
+
+# The error a failed `LockedWrites.update_one` check raises on MariaDB: a user-defined error number, from
+# the range MariaDB leaves free for SIGNAL (its own end below 5000), and the message's length limit.
+_MOVED_ERRNO = 5501
+MOVED_TEXT = 128
 
 _LATE_LOCK = (
     select(Counter.name, Counter.value, Counter.head)
@@ -740,6 +775,7 @@ class LockedWrites:
         self.batched = bool(getattr(self.dialect, "is_mariadb", False))
         self.parts: list[str] = []
         self.size = 0
+        self.compound = False
         self.cursor: Any = None
         if self.batched:
             dbapi = self.conn.connection.dbapi_connection
@@ -764,6 +800,33 @@ class LockedWrites:
             self.send()  # a statement SQLAlchemy must run: what came before goes first
         for chunk in _chunks(rows):
             execute_many(self.session, stmt, chunk)
+
+    def deferred(self, writes: list[Deferred]) -> None:
+        for stmt, rows, moved in writes:
+            if moved is None:
+                self.rows(stmt, rows)
+            else:
+                for params in rows:
+                    self.update_one(stmt, params, moved)
+
+    def update_one(self, stmt: Any, params: dict[str, Any], moved: str) -> None:
+        """An UPDATE that must change exactly one row (`RowMoved(moved)` otherwise). On MariaDB the check
+        runs in the compound statement: `ROW_COUNT()` after the UPDATE, and a SIGNAL that fails the whole
+        statement; the UPDATE must change the row it finds (a version bump does), since ROW_COUNT() counts
+        changed rows."""
+        plan = _cached_plan(stmt, self.dialect, tuple(params)) if self.batched else None
+        if plan is None:
+            self.send()
+            if self.session.execute(stmt, params).rowcount != 1:  # type: ignore[attr-defined]
+                raise RowMoved(moved)
+            return
+        update_sql = self.cursor.mogrify(plan[0], _row_values(plan[1], params))
+        signal = self.cursor.mogrify(
+            "IF ROW_COUNT() <> 1 THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = %s, MESSAGE_TEXT = %s; END IF",
+            (_MOVED_ERRNO, moved[:MOVED_TEXT]),
+        )
+        self._add(update_sql)
+        self._add(signal, compound=True)
 
     def renames(self, sinks: list[tuple[Column[Any], str]], numbers: dict[str, str]) -> None:
         """Rewrite every column written with tokens: one UPDATE per column (a CASE for many rows)."""
@@ -792,19 +855,31 @@ class LockedWrites:
         sql += f" WHERE name IN ({', '.join(['%s'] * len(names))})"
         self._add(self.cursor.mogrify(sql, args + names))
 
-    def _add(self, sql: str) -> None:
-        if self.parts and self.size + len(sql) > self.LIMIT:
+    def _add(self, sql: str, compound: bool = False) -> None:
+        """One more statement; `compound` for one that follows its UPDATE (the same round trip) and is valid
+        only inside `BEGIN NOT ATOMIC ... END`."""
+        if self.parts and self.size + len(sql) > self.LIMIT and not compound:
             self.send()
         self.parts.append(sql)
         self.size += len(sql)
+        self.compound = self.compound or compound
 
     def send(self) -> None:
         """The statements gathered so far, in one round trip."""
         if not self.parts:
             return
-        sql = self.parts[0] if len(self.parts) == 1 else "BEGIN NOT ATOMIC\n" + ";\n".join(self.parts) + ";\nEND"
-        self.parts, self.size = [], 0
-        self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+        if len(self.parts) == 1 and not self.compound:
+            sql = self.parts[0]
+        else:
+            sql = "BEGIN NOT ATOMIC\n" + ";\n".join(self.parts) + ";\nEND"
+        self.parts, self.size, self.compound = [], 0, False
+        try:
+            self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+        except DBAPIError as exc:
+            code, message = (getattr(exc.orig, "args", None) or (None, ""))[:2]
+            if code == _MOVED_ERRNO:
+                raise RowMoved(str(message)) from exc
+            raise
 
 
 def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str | None]]:

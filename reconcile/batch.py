@@ -41,7 +41,8 @@ from sqlalchemy.orm import Session
 
 import reconcile.tripwire  # noqa: F401  (counts the ORM objects a change adds: UnitState.added)
 from domain import dbfaults
-from domain.accounts.models import Device
+from domain.accounts.authn import TokenUser, checked_user, user_status
+from domain.accounts.models import Device, User
 from domain.accounts.policy import Actor
 from domain.clock import rfc3339, utcnow
 from domain.db import Database, UnitOfWork
@@ -56,11 +57,13 @@ from domain.errors import (
 )
 from domain.feed.services import current_seq
 from domain.ledger import (
+    RowMoved,
     flush_all,
     ledger_of,
     preview_numbers,
     settle_audits,
     unit_state,
+    update_one_after_numbers,
     with_numbers,
     write_after_numbers,
 )
@@ -218,9 +221,10 @@ class Runner:
 
     # -- 2. what this device pushed before ------------------------------------------------------------
 
-    def prefetch(self) -> None:
+    def prefetch(self, token: TokenUser | None = None) -> None:
         """One round trip: the device's owner, and its idempotency records and open rejections for every
-        temp id the batch names (its changes' keys and the temp ids they refer to)."""
+        temp id the batch names (its changes' keys and the temp ids they refer to); with `token`, the
+        pusher's user and login session too (`self.actor`, or the refusal), checked in the same statement."""
         names: set[str] = set()
         for change in self.envelope.changes:
             names.add(change.client_temp_id)
@@ -239,15 +243,23 @@ class Runner:
         for number, chunk in enumerate(_chunks(sorted(names), 500) or [[]]):
             # One round trip: the applied records and the open rejections of these temp ids together (and,
             # with the first chunk, the device's owner).
-            query = _PREFETCH[(number == 0, bool(chunk))]
-            params = {"device_id": device_id, "names": chunk}
+            user = None if token is None or number else token.family is not None
+            query = _PREFETCH[(number == 0, bool(chunk), user)]
+            params: dict[str, Any] = {"device_id": device_id, "names": chunk}
+            if user is not None:
+                params.update(user_id=token.user_id, family=token.family)  # type: ignore[union-attr]
+            pusher = None
             for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query, params):
                 if kind == 0:
                     self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
                 elif kind == 1:
                     self.open_rejections[temp_id] = fp_or_code  # the latest wins
-                else:
+                elif kind == 2:
                     self.device_owner = entity_id
+                else:
+                    pusher = (_id, temp_id, op, fp_or_code)
+            if user is not None:
+                self.actor = checked_user(pusher)
 
     def check_device(self, now: datetime) -> None:
         """The device must be registered to this user; its first push registers it (an atomic upsert: two
@@ -463,7 +475,10 @@ class Runner:
         skew = None
         if envelope.device_time is not None:
             skew = int((envelope.device_time - now).total_seconds() * 1000)
-        moved = self.session.execute(
+        # Under the late lock with the other locked writes (no round trip of its own on MariaDB); it must
+        # find the device row still the pusher's, or the push runs again (`RowMoved` -> `Resend`).
+        update_one_after_numbers(
+            self.session,
             _COUNT_ON_DEVICE,
             {
                 "applied": counts["applied"],
@@ -475,9 +490,8 @@ class Runner:
                 "b_device_id": envelope.device_id,
                 "b_user_id": self.actor.id,
             },
+            f"device {self.envelope.device_id} changed while its batch ran",
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
-            raise Resend(f"device {self.envelope.device_id} changed while its batch ran")
 
     def resolve_rejections(self, temp_ids: list[str], now: datetime) -> None:
         open_ids = [t for t in temp_ids if t in self.open_rejections]
@@ -553,15 +567,24 @@ def _prefetch_queries() -> dict[tuple[bool, bool], Any]:
         null(),
         null(),
     ).where(rejected.device_id == device_id, rejected.client_temp_id.in_(names), rejected.resolved_at.is_(None))
+    users = User.__table__.c
     order = (text("kind"), text("id"))
-    return {
-        (True, True): union_all(owner, records, refusals).order_by(*order),
-        (True, False): owner,
-        (False, True): union_all(records, refusals).order_by(*order),
+    queries: dict[tuple[bool, bool, bool | None], Any] = {
+        (False, True, None): union_all(records, refusals).order_by(*order)
     }
+    for with_session in (None, False, True):  # the pusher's user: not asked, without or with its session
+        parts = [owner]
+        if with_session is not None:
+            status = user_status(with_session)
+            pusher = select(literal(3), users.id, users.username, users.role, status, null(), null(), null())
+            parts.append(pusher.where(users.id == bindparam("user_id")))
+        queries[(True, False, with_session)] = union_all(*parts).order_by(*order) if len(parts) > 1 else owner
+        queries[(True, True, with_session)] = union_all(*parts, records, refusals).order_by(*order)
+    return queries
 
 
 _PREFETCH = _prefetch_queries()
+ANONYMOUS = Actor(0, "", "")  # no user has id 0: a Runner's actor before its prefetch read the pusher
 _INSERT_APPLIED = insert(AppliedChange.__table__)  # Core, built once: no ORM bookkeeping per row
 _INSERT_REJECTED = insert(RejectedChange.__table__)
 
@@ -598,7 +621,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 
 # Who pushes: the actor, or how to load it inside the batch's own unit (a push checks its bearer token's
 # user and login session there, as its first statement: `domain.accounts.authn.load_user`).
-Pusher = Actor | Callable[[Session], Actor]
+Pusher = Actor | TokenUser | Callable[[Session], Actor]
 
 
 def apply_batch(
@@ -660,9 +683,11 @@ def _run(
     savepoints: bool,
 ) -> Runner:
     with db.unit() as uow:
-        pusher = actor(uow.session) if callable(actor) else actor  # the unit's first statement, if any
+        token = actor if isinstance(actor, TokenUser) else None
+        # A token's user is checked by the prefetch (ANONYMOUS until then); a loader runs as the first statement.
+        pusher = ANONYMOUS if token is not None else actor(uow.session) if callable(actor) else actor
         runner = Runner(uow, pusher, envelope, batch_id, savepoints, resolver)
-        runner.prefetch()  # 1. and 2.
+        runner.prefetch(token)  # 1. and 2.
         runner.check_device(now)
         runner.run()  # 3.
         atomic_failed = envelope.atomic and any(r.status == "rejected" for r in runner.results)
@@ -692,6 +717,8 @@ def _run(
             before = current_seq(uow.session) if quiet else None
             try:
                 uow.commit()  # 5.
+            except RowMoved as exc:
+                raise Resend(str(exc)) from exc
             except IntegrityError as exc:  # the answers of a numbering batch are written at the commit
                 if _applied_twice(exc) and not db.is_retryable(exc):
                     raise Resend("another push of this device applied some of its changes first") from exc

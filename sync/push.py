@@ -29,8 +29,8 @@ PUSH_ERRORS = ("validation_error", "malformed_body", "payload_too_large", "unsup
 def push(ctx: Ctx) -> dict[str, Any]:
     """Apply a device's batch of offline changes; answer with the id map and a result per change."""
     envelope = parse_envelope(ctx.payload)
-    # The token's user and login session are checked by the batch's own unit, as its first statement.
-    response = apply_batch(ctx.db, ctx.load_actor, envelope)
+    # The token's user and login session are checked by the batch's own unit, in its first statement.
+    response = apply_batch(ctx.db, ctx.token_user(), envelope)
     metrics.pushed(response)
     return response
 

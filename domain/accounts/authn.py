@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, exists, literal, select
+from sqlalchemy import bindparam, case, exists, select
 from sqlalchemy.orm import Session
 
 from domain.accounts.models import RefreshToken, User
@@ -32,33 +34,52 @@ from domain.settings import Settings
 AuthUser = Actor
 
 
-# One statement each, built once: the user's row, and whether the token's login session was ended.
-_USER = select(User.id, User.username, User.role, User.active, literal(False).label("ended")).where(
-    User.id == bindparam("user_id")
-)
-_USER_AND_SESSION = select(
-    User.id,
-    User.username,
-    User.role,
-    User.active,
-    exists().where(RefreshToken.family == bindparam("family"), RefreshToken.revoked_at.is_not(None)).label("ended"),
-).where(User.id == bindparam("user_id"))
+@dataclass(frozen=True)
+class TokenUser:
+    """A verified bearer token's user, not loaded yet: the unit that acts for it checks it, by `load_user`
+    or inside a statement of its own (a push's prefetch selects `user_status` with its other rows)."""
+
+    user_id: int
+    family: str | None  # the login session (refresh-token family); None for tokens issued without one
+
+
+def user_status(with_session: bool) -> Any:
+    """`ok`, `inactive` or `ended` (the token's login session was ended), for the user `:user_id` (and the
+    session `:family`): one column, so another statement can select it beside its own rows."""
+    ended = exists().where(RefreshToken.family == bindparam("family"), RefreshToken.revoked_at.is_not(None))
+    whens: list[Any] = [(User.active.is_not(True), "inactive")]
+    if with_session:
+        whens.append((ended, "ended"))
+    return case(*whens, else_="ok").label("status")
+
+
+# One statement each, built once: the user's row and its status (with the login session, or without).
+_USER = {
+    with_session: select(User.id, User.username, User.role, user_status(with_session)).where(
+        User.id == bindparam("user_id")
+    )
+    for with_session in (False, True)
+}
+
+
+def checked_user(row: tuple[int, str, str, str] | None) -> AuthUser:
+    """The user of a (id, username, role, status) row, or the refusal: a missing or deactivated user, or an
+    ended login session."""
+    if row is None or row[3] == "inactive":
+        raise InvalidToken("the token's user does not exist or is deactivated")
+    if row[3] == "ended":
+        raise InvalidToken("this session has ended (logout or a reused token); log in again", {"reason": "revoked"})
+    return AuthUser(row[0], row[1], row[2])
 
 
 def load_user(session: Session, user_id: int, family: str | None = None) -> AuthUser:
     """The token's user, if still active and (for tokens issued by login) its session was not ended.
 
-    One statement (it is the first statement of a push's own unit, and of every other authenticated
-    request's)."""
-    if family is None:
-        row = session.execute(_USER, {"user_id": user_id}).first()
-    else:
-        row = session.execute(_USER_AND_SESSION, {"user_id": user_id, "family": family}).first()
-    if row is None or not row.active:
-        raise InvalidToken("the token's user does not exist or is deactivated")
-    if row.ended:
-        raise InvalidToken("this session has ended (logout or a reused token); log in again", {"reason": "revoked"})
-    return AuthUser(row.id, row.username, row.role)
+    One statement (it is the first statement of every authenticated request's unit; a push selects the same
+    status inside its prefetch instead)."""
+    params = {"user_id": user_id} if family is None else {"user_id": user_id, "family": family}
+    row = session.execute(_USER[family is not None], params).first()
+    return checked_user(None if row is None else (row[0], row[1], row[2], row[3]))
 
 
 def bearer_claims(settings: Settings, authorization: str | None) -> TokenClaims:

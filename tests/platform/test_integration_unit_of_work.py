@@ -160,3 +160,36 @@ def test_a_savepoint_undoes_the_rows_and_the_units_state_at_once(demo: Database)
     assert row[2] == 19 and row[4] == 2  # only the change before the savepoint
     assert after["audit"] == before["audit"]  # the audit entry went with the savepoint
     assert counter_value(demo, "TRX-2033") is None  # and the number
+
+
+def test_a_deferred_update_that_finds_no_row_fails_the_commit_and_writes_nothing(demo: Database) -> None:
+    """`update_one_after_numbers`: an UPDATE run under the late lock with the other locked writes (on
+    MariaDB inside the compound statement, checked there by ROW_COUNT()) must change exactly one row; when
+    it finds none, the commit fails with `RowMoved` and nothing of the unit is written."""
+    from sqlalchemy import bindparam, update
+
+    from domain.accounts.models import Device
+    from domain.ledger import RowMoved, update_one_after_numbers
+
+    devices = Device.__table__.c
+    bump = (
+        update(Device.__table__)
+        .where(devices.device_id == bindparam("b_device_id"))
+        .values(version=devices.version + 1)
+    )
+    before = snapshot(demo)
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        take_from_truck(uow.session, 2)
+        update_one_after_numbers(uow.session, bump, {"b_device_id": "no-such-device"}, "no-such-device moved")
+
+    with pytest.raises(RowMoved, match="no-such-device moved"):
+        demo.run(work)
+    assert snapshot(demo) == before
+
+    with demo.unit() as uow:  # a device that exists: the same write commits
+        uow.session.add(Device(device_id="tab-moved", user_id=2))
+        uow.commit()
+    demo.run(lambda uow: update_one_after_numbers(uow.session, bump, {"b_device_id": "tab-moved"}, "moved"))
+    version = demo.read(lambda s: s.scalar(select(Device.version).where(Device.device_id == "tab-moved")))
+    assert version == 2

@@ -88,8 +88,8 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "PING"}
 # (statements, round trips) for: 1-change customer, 1-change confirmed sale, 500 customers, 500 confirmed
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
-    "sqlite": ((10, 12), (30, 32), (18, 20), (77, 79)),
-    "mysql": ((7, 8), (22, 23), (9, 10), (44, 45)),
+    "sqlite": ((9, 11), (29, 31), (17, 19), (76, 78)),
+    "mysql": ((4, 5), (20, 21), (5, 6), (42, 43)),
 }
 
 
