@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import select, tuple_
@@ -36,11 +36,15 @@ class StockKey(NamedTuple):
         return PLACE_ORDER[self.place], self.holder, self.equipment
 
 
-def lock_stock_rows(session: Session, keys: Iterable[StockKey]) -> dict[StockKey, StockRow]:
+def lock_stock_rows(
+    session: Session, keys: Iterable[StockKey], before_create: Callable[[], None] | None = None
+) -> dict[StockKey, StockRow]:
     """Lock (`SELECT ... FOR UPDATE`) and load the stock rows for `keys`, creating missing ones at zero.
 
     Rows are locked in one fixed sorted order. A row already locked by this transaction is returned as it
     is in the session (with this transaction's pending changes); others are read fresh after the lock.
+    `before_create` runs once, before the first missing row is created (a caller's last check that may
+    still refuse without having written anything).
     """
     locked: dict[StockKey, StockRow] = unit_state(session).stock_locks
     wanted = sorted({StockKey(*k) for k in keys} - locked.keys(), key=StockKey.sort_key)
@@ -50,6 +54,9 @@ def lock_stock_rows(session: Session, keys: Iterable[StockKey]) -> dict[StockKey
         found = _select_for_update(session, place, place_keys, locked)
         missing = [k for k in place_keys if k not in found]
         if missing:  # first use of a site (or a new model): create at zero, then lock
+            if before_create is not None:
+                before_create()
+                before_create = None
             _create_missing(session, model, holder_col, missing)
             _select_for_update(session, place, missing, locked)
     return {StockKey(*k): locked[StockKey(*k)] for k in keys}

@@ -235,13 +235,17 @@ def check_stock(call: Call, plan: Plan) -> None:
     """Refuse a truck that would go below zero (`insufficient_stock`), warn about a site that would
     (`negative_site_inventory`), and leave every row the sale touches locked (ONE sorted call).
 
-    The truck is judged twice: first on the committed rows without locks, so that a sale refused for
-    stock does not even create the zero rows `lock_stock_rows` makes for a site's first cylinders; then,
-    authoritatively, on the locked rows."""
+    The truck is judged on the locked rows. Where a row must be created first (a site's first cylinders of
+    a model), it is judged before that too, on the committed rows without locks, so that a sale refused for
+    stock never creates the zero rows; with every row already there (the usual case) that read is not
+    needed: nothing is written before the authoritative check."""
     deltas = plan.deltas()
     codes = {d.equipment.id: d.equipment.code for d in plan.deliveries}
     truck_keys = [k for k in deltas if k.place == "truck"]
-    if truck_keys:
+
+    def before_create() -> None:
+        if not truck_keys:
+            return
         locked = locked_stock(call.session)  # rows this transaction holds are current: no need to read them
         on_truck = {k.equipment: locked[k].full for k in truck_keys if k in locked}  # type: ignore[union-attr]
         unseen = [k.equipment for k in truck_keys if k not in locked]
@@ -252,7 +256,8 @@ def check_stock(call: Call, plan: Plan) -> None:
             on_truck.update({row.equipment_id: row.full for row in seen})
         for key in sorted(truck_keys, key=StockKey.sort_key):
             _refuse_short_truck(key, on_truck.get(key.equipment, 0), deltas[key], codes)
-    rows = lock_stock_rows(call.session, list(deltas)) if deltas else {}
+
+    rows = lock_stock_rows(call.session, list(deltas), before_create) if deltas else {}
     warnings = []
     for key in sorted(deltas, key=StockKey.sort_key):
         delta, row = deltas[key], rows[key]
