@@ -619,8 +619,8 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 # -- the protocol, end to end ----------------------------------------------------------------------------
 
 
-# Who pushes: the actor, or how to load it inside the batch's own unit (a push checks its bearer token's
-# user and login session there, as its first statement: `domain.accounts.authn.load_user`).
+# Who pushes: the actor, a loader run as the batch unit's first statement, or a bearer token's user
+# (`TokenUser`), whose user and login session the prefetch checks in its own statement (`checked_user`).
 Pusher = Actor | TokenUser | Callable[[Session], Actor]
 
 
