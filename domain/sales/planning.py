@@ -129,6 +129,7 @@ def plan_sale(
     session = call.session
     if reading is None and not deliveries and not services:
         raise ValidationError("a transaction needs a meter reading, a delivery or a service", "deliveries")
+    lookups.warm_sale(session, customer_id, truck_id, [d.equipment for d in deliveries], [s.code for s in services])
     customer = lookups.customer(session, customer_id)
     truck = lookups.truck(session, truck_id)
     meter_plan = None

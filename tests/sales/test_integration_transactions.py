@@ -249,6 +249,65 @@ def test_customer_price_overrides_replace_the_catalog_price(demo: Database) -> N
     assert [line.amount for line in other.deliveries + other.services] == [Decimal("98.70"), Decimal("30.00")]
 
 
+def test_sales_in_one_unit_price_each_item_from_its_override_however_it_is_named_and_whatever_was_read(
+    demo: Database,
+) -> None:
+    # One unit (a sync batch) prices many sales; the records and prices it read for one sale are remembered
+    # for the next. Whatever the order, each line is the customer's own price for the item, else the catalog's.
+    def setup(uow: Any) -> dict[str, Any]:
+        s = uow.session
+        item = {e.code: e for e in s.scalars(select(EquipmentModel))}
+        fee = {v.code: v for v in s.scalars(select(Service))}
+        s.add_all(
+            [
+                CustomerPrice(customer_id=2, equipment_id=item["CYL12.7"].id, price=Decimal("29.50")),
+                CustomerPrice(customer_id=2, equipment_id=item["CYL9"].id, price=Decimal("21.00")),
+                CustomerPrice(customer_id=2, service_id=fee["INSTALL"].id, price=Decimal("0.00")),
+                CustomerPrice(customer_id=3, service_id=fee["DELIVERY"].id, price=Decimal("1.25")),
+            ]
+        )
+        return {
+            "ids": {code: e.id for code, e in item.items()},
+            "catalog": {code: e.unit_price for code, e in item.items()} | {c: v.price for c, v in fee.items()},
+        }
+
+    known = demo.run(setup)
+    ids, catalog = known["ids"], known["catalog"]
+    own = {
+        2: {"CYL12.7": Decimal("29.50"), "CYL9": Decimal("21.00"), "INSTALL": Decimal("0.00")},
+        3: {"DELIVERY": Decimal("1.25")},
+    }
+    sales = [  # (customer, cylinders named by code or id, services)
+        (2, ["CYL12.7"], ["INSTALL"]),  # everything read together
+        (3, ["CYL9", ids["CYL12.7"]], ["DELIVERY", "INSTALL"]),  # CYL12.7 remembered by id
+        (2, ["CYL9"], ["DELIVERY"]),  # every record remembered, customer 2's CYL9 price not yet read
+        (3, [ids["CYL9"]], ["INSTALL"]),
+        (2, [ids["CYL14"], "CYL12.7"], []),
+    ]
+
+    def batch(uow: Any) -> list[list[Decimal]]:
+        call = Call(uow.session, DRIVER1, demo.settings)
+        priced = []
+        for customer, cylinders, services in sales:
+            cmd = sale(
+                customer=customer,
+                deliveries=[{"equipment": c, "kind": "full_deliver", "qty": 2} for c in cylinders],
+                services=[{"code": code, "qty": 1} for code in services],
+                confirm=False,
+            )
+            record = create_transaction(call, cmd).record
+            priced.append([line.unit_price for line in record.deliveries + record.services])
+        return priced
+
+    codes = {v: k for k, v in ids.items()}
+    expected = [
+        [own.get(customer, {}).get(codes.get(n, n), catalog[codes.get(n, n)]) for n in [*cylinders, *services]]
+        for customer, cylinders, services in sales
+    ]
+    assert demo.run(batch) == expected
+    assert expected[0] == [Decimal("29.50"), Decimal("0.00")] and expected[2][0] == Decimal("21.00")
+
+
 def test_gst_and_line_amounts_round_half_up_at_the_half_cent(demo: Database) -> None:
     def overrides(uow: Any) -> None:
         uow.session.add(CustomerPrice(customer_id=1, service_id=3, price=Decimal("0.50")))
