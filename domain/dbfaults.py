@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 CONTENTION, NOT_READY, DISCONNECT, UNREACHABLE = "contention", "not_ready", "disconnect", "unreachable"
@@ -86,6 +86,19 @@ def mysql_code(orig: BaseException | None) -> int | None:
     if isinstance(first, BaseException):  # PyMySQL wraps some errors once more
         return mysql_code(first)
     return first if isinstance(first, int) else None
+
+
+# A CHECK constraint refused a row: MariaDB's ER_CONSTRAINT_FAILED and MySQL's ER_CHECK_CONSTRAINT_VIOLATED,
+# which PyMySQL raises as OperationalError (SQLite's is an IntegrityError).
+MYSQL_CHECK_FAILED = (4025, 3819)
+
+
+def refuses_data(exc: BaseException) -> bool:
+    """The database refused the data written (a unique key, a CHECK, a value out of range): not a fault, and
+    not a bug of the statement; the change that wrote it is what to refuse."""
+    if not isinstance(exc, DBAPIError) or classify(exc) is not None:
+        return False
+    return isinstance(exc, (IntegrityError, DataError)) or mysql_code(exc.orig) in MYSQL_CHECK_FAILED
 
 
 def classify(exc: BaseException) -> Fault | None:

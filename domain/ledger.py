@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from pymysql.cursors import RE_INSERT_VALUES
-from sqlalchemy import Column, Table, bindparam, case, event, func, insert, select, text, update
+from sqlalchemy import Column, Table, bindparam, case, event, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
@@ -410,8 +410,10 @@ def row_ref(record: Any) -> Any:
     return record if isinstance(record, Staged) else record.id
 
 
-def write_staged(session: Session) -> None:
-    """Write the staged rows not yet written, one multi-row INSERT per table (see `_insert_rows`)."""
+def write_staged(session: Session, *, late: bool = False) -> None:
+    """Write the staged rows not yet written, one multi-row INSERT per table (see `_insert_rows`). With
+    `late`, rows of the tables registered by `write_late` (rows whose ids nothing reads) are not inserted
+    now but with the unit's locked writes; they keep `id` None."""
     ledger = _ledger_if_any(session)
     if ledger is None or ledger.written >= len(ledger.staged):
         return
@@ -425,11 +427,15 @@ def write_staged(session: Session) -> None:
         for row in ready:
             by_kind.setdefault((row.table, row.columns), []).append(row)
         for (table, _columns), rows in by_kind.items():
+            if late and table in _LATE_TABLES:
+                write_after_numbers(session, _statement(table, "insert"), [r.params() for r in rows])
+                continue
             for chunk in _chunks(rows):
                 ids = _insert_rows(session, table, [r.params() for r in chunk])
                 for row, new_id in zip(chunk, ids, strict=True):
                     row.id = new_id
-        pending = [row for row in pending if row.id is None]
+        done = {id(row) for row in ready}
+        pending = [row for row in pending if id(row) not in done]
 
 
 def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -584,10 +590,63 @@ def _statement(table: Table, kind: str) -> Any:
     return stmt
 
 
-def flush_all(session: Session) -> None:
-    """Staged rows, then the ORM's pending objects: after this every new record of the unit has its id."""
-    write_staged(session)
+def flush_all(session: Session, *, late: bool = False) -> None:
+    """Staged rows, then the ORM's pending objects: after this every new record of the unit has its id.
+
+    With `late`, the changed rows of the models registered by `write_late` are not flushed: their UPDATEs
+    go under the late lock with the unit's other locked writes (on MariaDB, in the same round trip as the
+    COMMIT's writes), each required to change its one row. Only for a unit that reads none of them again
+    by SQL before its commit and whose caller handles a refusal of those writes at the commit (the sync
+    reconciler's fast path: it then applies the batch again, change by change)."""
+    write_staged(session, late=late)
+    if late:
+        _defer_updates(session)
     session.flush()
+
+
+_LATE_MODELS: list[type] = []
+_LATE_TABLES: set[Table] = set()
+_UPDATES: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def write_late(*targets: type | Table) -> None:
+    """Register what `flush_all(late=True)` writes under the late lock. A model: its changed rows, rows each
+    unit has locked (`SELECT ... FOR UPDATE`) and changes in place, such as stock rows. A table: its staged
+    rows, rows whose ids nothing reads and nothing refers to, such as a sale's lines."""
+    for target in targets:
+        if isinstance(target, Table):
+            _LATE_TABLES.add(target)
+        elif target not in _LATE_MODELS:
+            _LATE_MODELS.append(target)
+
+
+def _defer_updates(session: Session) -> None:
+    models = tuple(_LATE_MODELS)
+    for obj in list(session.dirty):
+        if not isinstance(obj, models):
+            continue
+        state = inspect(obj)
+        changed = {}
+        for attr in state.mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if history.added:
+                changed[attr.key] = history.added[0]
+        if not changed:
+            continue
+        table = state.mapper.local_table
+        keys = tuple(sorted(changed))
+        stmt = _UPDATES.get((table.name, keys))
+        if stmt is None:
+            stmt = _UPDATES[(table.name, keys)] = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({table.c[key]: bindparam(f"b_{key}") for key in keys})
+            )
+        params = {f"b_{key}": value for key, value in changed.items()}
+        params["b_id"] = state.identity[0]
+        update_one_after_numbers(session, stmt, params, f"{table.name} {params['b_id']} is gone")
+        for key, value in changed.items():  # written by the commit: nothing left for the ORM to flush
+            set_committed_value(obj, key, value)
 
 
 @event.listens_for(Session, "before_flush")
@@ -1009,5 +1068,6 @@ __all__ = [
     "unit_state",
     "with_numbers",
     "write_after_numbers",
+    "write_late",
     "write_ledger",
 ]

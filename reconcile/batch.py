@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import bindparam, func, insert, literal, null, select, text, union_all, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import reconcile.tripwire  # noqa: F401  (counts the ORM objects a change adds: UnitState.added)
@@ -394,8 +394,7 @@ class Runner:
             # Only the database's refusal of this change's data (a unique key, a value out of range) is a
             # refusal of the change. A fault (a lost connection, a deadlock) or SQLAlchemy's state after one
             # (PendingRollbackError, ResourceClosedError) runs the whole batch again; it never refuses.
-            refused_data = isinstance(exc, (IntegrityError, DataError)) and not self.uow.db.is_retryable(exc)
-            if savepoint is None or not refused_data:
+            if savepoint is None or not dbfaults.refuses_data(exc):
                 raise
             savepoint.rollback()
             log.warning("the database refused %s %s: %s", op.name, change.client_temp_id, exc)
@@ -437,7 +436,9 @@ class Runner:
         (device, temp id) lets only one commit it. The other's INSERT waits for that commit, fails, and its
         batch runs again (`Resend`), now seeing those changes as duplicates. SQLite has one writer at a
         time, so there the second push simply starts after the first."""
-        flush_all(self.session)
+        # Change by change (savepoints), each change's rows were flushed in its savepoint; otherwise the
+        # stock rows are written with the commit's locked writes (a refusal there falls back, see `_run`).
+        flush_all(self.session, late=not self.savepoints)
         for r in self.results:  # every record has its id now; after a rollback (dry run) none may be read
             r.wire = r.to_wire()
         applied = [r for r in self.results if r.status == "applied"]
@@ -719,10 +720,16 @@ def _run(
                 uow.commit()  # 5.
             except RowMoved as exc:
                 raise Resend(str(exc)) from exc
-            except IntegrityError as exc:  # the answers of a numbering batch are written at the commit
-                if _applied_twice(exc) and not db.is_retryable(exc):
+            except DBAPIError as exc:  # the answers of a numbering batch are written at the commit
+                if db.is_retryable(exc):
+                    raise
+                if isinstance(exc, IntegrityError) and _applied_twice(exc):
                     raise Resend("another push of this device applied some of its changes first") from exc
-                raise
+                if savepoints:
+                    raise
+                # The stock rows are written at the commit: a value the database refuses there (a CHECK)
+                # is judged again change by change, where it refuses only its change.
+                raise Fallback(f"the database refused the batch's writes at the commit: {exc.orig}") from exc
             runner.committed = True
             runner.last_seq = before if quiet else unit_state(uow.session).last_seq
             runner.number(unit_state(uow.session).numbered)

@@ -28,7 +28,7 @@ from domain.feed.services import number_for, record_change
 from domain.invoicing.docs import invoice_doc
 from domain.invoicing.models import INVOICE_STATUSES, PAYMENT_METHODS, Invoice, InvoiceEvent, InvoiceLine, Payment
 from domain.invoicing.schemas import InvoiceStep
-from domain.ledger import SharedDoc, Staged, row_ref, stage
+from domain.ledger import SharedDoc, Staged, row_ref, stage, write_late
 from domain.money import money_str, to_money
 from domain.sales.docs import transaction_doc
 from domain.sales.models import Transaction
@@ -39,6 +39,7 @@ from domain.service import Call, Outcome, warning
 
 INVOICES: Table = Invoice.__table__  # type: ignore[assignment]
 INVOICE_LINES: Table = InvoiceLine.__table__  # type: ignore[assignment]
+write_late(INVOICE_LINES)  # a push writes an invoice's lines with its locked writes
 RANK = {status: rank for rank, status in enumerate(INVOICE_STATUSES)}
 
 

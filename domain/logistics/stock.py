@@ -11,7 +11,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
 
 from domain.clock import utcnow
-from domain.ledger import unit_state
+from domain.ledger import unit_state, write_late
 from domain.logistics.models import DepotStock, SiteStock, TruckStock
 
 # The fixed order: by table (depot_stock < site_stock < truck_stock), then holder id, then equipment id.
@@ -23,6 +23,8 @@ PLACES: dict[str, tuple[Any, str]] = {
 PLACE_ORDER = {"depot": 0, "site": 1, "truck": 2}
 
 StockRow = DepotStock | SiteStock | TruckStock
+# Locked by each unit before it changes them: a push writes their new values with its locked writes.
+write_late(DepotStock, SiteStock, TruckStock)
 
 
 class StockKey(NamedTuple):

@@ -32,7 +32,7 @@ from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.services import number_for, record_change
 from domain.invoicing import outbox
 from domain.invoicing.services import issue_invoice
-from domain.ledger import SharedDoc, Staged, row_ref, stage
+from domain.ledger import SharedDoc, Staged, row_ref, stage, write_late
 from domain.logistics.docs import FEED_ENTITY, stock_doc
 from domain.sales import planning
 from domain.sales.docs import meter_reading_doc, transaction_doc
@@ -46,6 +46,7 @@ from domain.service import Call, Outcome
 TRANSACTIONS: Table = Transaction.__table__  # type: ignore[assignment]
 DELIVERY_LINES: Table = DeliveryLine.__table__  # type: ignore[assignment]
 SERVICE_LINES: Table = ServiceLine.__table__  # type: ignore[assignment]
+write_late(DELIVERY_LINES, SERVICE_LINES)  # a push writes a sale's lines with its locked writes
 METER_READINGS: Table = MeterReading.__table__  # type: ignore[assignment]
 
 

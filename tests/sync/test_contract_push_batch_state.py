@@ -284,3 +284,92 @@ def test_staged_records_documents_equal_their_rest_representations(
         assert feed[key] == rest.json(), key
         if key[0] != "customer":  # a reading republishes its customer: its create entry shows version 1
             assert audits[key] == rest.json(), key
+
+
+def test_a_stock_value_the_database_refuses_at_the_commit_refuses_only_its_change(
+    client: TestClient, driver_headers: dict[str, str], demo: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stock rows changed by a batch are written with the commit's locked writes. Should the database
+    refuse a value there (a CHECK: a truck below zero, which the service's own check normally refuses
+    first; switched off here), nothing of the batch is kept from that attempt: it runs again change by
+    change, and only the offending change is refused."""
+    from domain.logistics.models import TruckStock
+    from domain.sales import planning
+
+    monkeypatch.setattr(planning, "_refuse_short_truck", lambda *args: None)
+    before = demo.read(
+        lambda s: {(r.truck_id, r.equipment_id): (r.full, r.version) for r in s.scalars(select(TruckStock))}
+    )
+    changes = [
+        sale("ok-1", 1),
+        sale("too-many", 2, qty=100_000),
+        {"client_temp_id": "c-after", "op": "customer.create", "data": {"name": "After Kopitiam", "address": "2 Rd"}},
+        sale("ok-2", 3),
+    ]
+    results = by_temp_id(push(client, driver_headers, changes))
+    assert {t: r["status"] for t, r in results.items()} == {
+        "ok-1": "applied", "too-many": "rejected", "c-after": "applied", "ok-2": "applied",
+    }  # fmt: skip
+    assert results["too-many"]["error"]["code"] == "invalid_state"
+    after = demo.read(
+        lambda s: {(r.truck_id, r.equipment_id): (r.full, r.version) for r in s.scalars(select(TruckStock))}
+    )
+    moved = {key: (before[key], now) for key, now in after.items() if now != before[key]}
+    assert len(moved) == 1, moved
+    ((full, version), now) = next(iter(moved.values()))
+    assert now == (full - 2, version + 2)  # the two sales, once each
+    trx = demo.read(lambda s: s.scalars(select(Transaction).where(Transaction.customer_id.in_([1, 2, 3]))).all())
+    assert sorted(t.customer_id for t in trx if t.device_id is not None) == [1, 3]
+
+
+def test_the_rows_a_batch_writes_with_its_commit_read_back_as_the_documents_it_published(
+    client: TestClient, driver_headers: dict[str, str], demo: Database
+) -> None:
+    """A push writes a sale's lines, its invoice's lines and the stock rows with its commit's locked writes,
+    not as it goes. Read back from the database afterwards, every record the batch touched gives exactly
+    the document its feed entry published, a later change of the batch naming an earlier sale included."""
+    from domain.catalog.lookups import equipment_codes
+    from domain.invoicing.docs import invoice_doc
+    from domain.logistics.docs import FEED_ENTITY, stock_doc
+    from domain.sales.docs import transaction_doc
+
+    at = recent()
+    two = sale("s-1", 1)
+    two["data"]["deliveries"].append({"equipment": "CYL9", "kind": "empty_return", "qty": 2})
+    two["data"]["services"] = [{"code": "DELIVERY", "qty": 1}, {"code": "INSTALL", "qty": 2}]
+    changes = [
+        two,
+        {"client_temp_id": "p-1", "op": "invoice.mark_paid",
+         "data": {"transaction": "s-1", "amount": "5.00", "method": "cash", "occurred_at": at}},
+        sale("s-2", 2, qty=3),
+        sale("s-3", 1),
+    ]  # fmt: skip
+    results = by_temp_id(push(client, driver_headers, changes))
+    assert {r["status"] for r in results.values()} == {"applied"}, results
+
+    def published(session: Any) -> dict[tuple[str, int], Any]:
+        latest: dict[tuple[str, int], Any] = {}
+        for entry in session.scalars(select(FeedEntry).order_by(FeedEntry.seq)):
+            latest[(entry.entity, entry.entity_id)] = orjson.loads(entry.doc)
+        return latest
+
+    def compare(session: Any) -> int:
+        latest = published(session)
+        compared = 0
+        for trx in session.scalars(select(Transaction).where(Transaction.device_id == "tab-017")):
+            assert transaction_doc(session, trx) == latest[("transaction", trx.id)]
+            invoice = session.scalars(select(Invoice).where(Invoice.transaction_id == trx.id)).one()
+            assert invoice_doc(session, invoice) == latest[("invoice", invoice.id)]
+            assert len(invoice.lines) == len(trx.deliveries) + len(trx.services)
+            compared += 1
+        codes = equipment_codes(session)
+        for model, entity in FEED_ENTITY.items():
+            for row in session.scalars(select(model)):
+                if (entity, row.id) in latest and row.version > 1:
+                    assert stock_doc(row, codes[row.equipment_id]) == latest[(entity, row.id)]
+                    compared += 1
+        return compared
+
+    # 3 sales with their invoices; the stock rows they moved: truck 1's CYL12.7 and CYL9, customer 1's
+    # CYL12.7 and CYL9, customer 2's CYL12.7
+    assert demo.read(compare) == 3 + 5

@@ -88,8 +88,8 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "PING"}
 # (statements, round trips) for: 1-change customer, 1-change confirmed sale, 500 customers, 500 confirmed
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
-    "sqlite": ((9, 11), (22, 24), (17, 19), (61, 63)),
-    "mysql": ((4, 5), (13, 14), (5, 6), (27, 28)),
+    "sqlite": ((9, 11), (20, 22), (17, 19), (51, 53)),
+    "mysql": ((4, 5), (8, 9), (5, 6), (18, 19)),
 }
 
 
