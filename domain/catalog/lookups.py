@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from domain.catalog.models import Customer, CustomerPrice, Depot, EquipmentModel, Meter, Service, Truck
@@ -135,6 +135,33 @@ def _know_price(mine: dict[Any, Any], equipment_id: int | None, service_id: int 
         mine[("service", service_id)] = price
 
 
+def _named(model: Any, name: str) -> Any:
+    """`model` rows named by id or by code (an empty list names none)."""
+    return or_(
+        model.id.in_(bindparam(f"{name}_ids", expanding=True)),
+        model.code.in_(bindparam(f"{name}_codes", expanding=True)),
+    )
+
+
+# Built once: one row per (equipment, service) pair named, with the customer's overrides for either joined.
+_WARM_SALE = (
+    select(Customer, Truck, EquipmentModel, Service)
+    .add_columns(CustomerPrice.equipment_id, CustomerPrice.service_id, CustomerPrice.price)
+    .select_from(Customer)
+    .outerjoin(Truck, Truck.id == bindparam("truck"))
+    .outerjoin(EquipmentModel, _named(EquipmentModel, "equipment"))
+    .outerjoin(Service, _named(Service, "services"))
+    .outerjoin(
+        CustomerPrice,
+        and_(
+            CustomerPrice.customer_id == Customer.id,
+            or_(CustomerPrice.equipment_id == EquipmentModel.id, CustomerPrice.service_id == Service.id),
+        ),
+    )
+    .where(Customer.id == bindparam("customer"))
+)
+
+
 def warm_sale(
     session: Session,
     customer_id: int,
@@ -154,30 +181,11 @@ def warm_sale(
     if all(key in cache for key in wanted):
         return
 
-    def named(model: Any, refs: Sequence[int | str]) -> Any:
-        ids = [r for r in refs if isinstance(r, int)]
-        codes = [r for r in refs if not isinstance(r, int)]
-        if not refs:
-            return false()
-        return or_(model.id.in_(ids), model.code.in_(codes))
-
-    stmt = (
-        select(Customer, Truck, EquipmentModel, Service, CustomerPrice.equipment_id, CustomerPrice.service_id)
-        .add_columns(CustomerPrice.price)
-        .select_from(Customer)
-        .outerjoin(Truck, Truck.id == truck_id)
-        .outerjoin(EquipmentModel, named(EquipmentModel, equipment_refs))
-        .outerjoin(Service, named(Service, service_refs))
-        .outerjoin(
-            CustomerPrice,
-            and_(
-                CustomerPrice.customer_id == Customer.id,
-                or_(CustomerPrice.equipment_id == EquipmentModel.id, CustomerPrice.service_id == Service.id),
-            ),
-        )
-        .where(Customer.id == customer_id)
-    )
-    rows = session.execute(stmt).all()
+    params: dict[str, Any] = {"customer": customer_id, "truck": truck_id}
+    for name, refs in (("equipment", equipment_refs), ("services", service_refs)):
+        params[f"{name}_ids"] = [r for r in refs if isinstance(r, int)]
+        params[f"{name}_codes"] = [r for r in refs if not isinstance(r, int)]
+    rows = session.execute(_WARM_SALE, params).all()
     if not rows:
         return  # no such customer: `customer()` refuses it
     mine = unit_state(session).prices.setdefault(customer_id, {})

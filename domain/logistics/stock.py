@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -68,21 +68,28 @@ def _select_for_update(
     session: Session, place: str, keys: list[StockKey], locked: dict[StockKey, StockRow]
 ) -> set[StockKey]:
     """Record locks only (READ COMMITTED takes no gap locks on a unique-key search), in index order."""
-    model, holder_col = PLACES[place]
-    holder = getattr(model, holder_col)
-    rows = session.scalars(
-        select(model)
-        .where(tuple_(holder, model.equipment_id).in_([(k.holder, k.equipment) for k in keys]))
-        .order_by(holder, model.equipment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
+    holder_col = PLACES[place][1]
+    rows = session.scalars(_LOCK[place], {"keys": [(k.holder, k.equipment) for k in keys]}).all()
     found = set()
     for row in rows:
         key = StockKey(place, getattr(row, holder_col), row.equipment_id)
         locked[key] = row
         found.add(key)
     return found
+
+
+def _lock_statement(model: Any, holder_col: str) -> Any:
+    holder = getattr(model, holder_col)
+    return (
+        select(model)
+        .where(tuple_(holder, model.equipment_id).in_(bindparam("keys", expanding=True)))
+        .order_by(holder, model.equipment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+_LOCK = {place: _lock_statement(model, holder_col) for place, (model, holder_col) in PLACES.items()}  # built once
 
 
 def _create_missing(session: Session, model: Any, holder_col: str, keys: list[StockKey]) -> None:
