@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, func, insert, literal, null, select, text, union_all, update
+from sqlalchemy import bindparam, func, insert, literal, null, select, union_all, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -249,11 +249,14 @@ class Runner:
             if user is not None:
                 params.update(user_id=token.user_id, family=token.family)  # type: ignore[union-attr]
             pusher = None
+            latest: dict[str, int] = {}  # no ORDER BY (MariaDB would sort the union in a temporary table)
             for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query, params):
                 if kind == 0:
                     self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
                 elif kind == 1:
-                    self.open_rejections[temp_id] = fp_or_code  # the latest wins
+                    if _id > latest.get(temp_id, 0):  # the latest open rejection of a temp id wins
+                        latest[temp_id] = _id
+                        self.open_rejections[temp_id] = fp_or_code
                 elif kind == 2:
                     self.device_owner = entity_id
                 else:
@@ -569,18 +572,15 @@ def _prefetch_queries() -> dict[tuple[bool, bool], Any]:
         null(),
     ).where(rejected.device_id == device_id, rejected.client_temp_id.in_(names), rejected.resolved_at.is_(None))
     users = User.__table__.c
-    order = (text("kind"), text("id"))
-    queries: dict[tuple[bool, bool, bool | None], Any] = {
-        (False, True, None): union_all(records, refusals).order_by(*order)
-    }
+    queries: dict[tuple[bool, bool, bool | None], Any] = {(False, True, None): union_all(records, refusals)}
     for with_session in (None, False, True):  # the pusher's user: not asked, without or with its session
         parts = [owner]
         if with_session is not None:
             status = user_status(with_session)
             pusher = select(literal(3), users.id, users.username, users.role, status, null(), null(), null())
             parts.append(pusher.where(users.id == bindparam("user_id")))
-        queries[(True, False, with_session)] = union_all(*parts).order_by(*order) if len(parts) > 1 else owner
-        queries[(True, True, with_session)] = union_all(*parts, records, refusals).order_by(*order)
+        queries[(True, False, with_session)] = union_all(*parts) if len(parts) > 1 else owner
+        queries[(True, True, with_session)] = union_all(*parts, records, refusals)
     return queries
 
 
