@@ -719,10 +719,7 @@ def write_ledger(session: Session) -> None:
         return
     if not (ledger.changes or ledger.audits or ledger.numbers):  # nothing to lock for: only the deferred
         if ledger.deferred:
-            writes = LockedWrites(session)
-            writes.deferred(ledger.deferred)
-            writes.send()
-            ledger.clear()
+            _write_locked(LockedWrites(session), ledger, [], [], {}, None)
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
@@ -781,7 +778,19 @@ def write_ledger(session: Session) -> None:
         moved[AUDIT_COUNTER], head = entry_id, prev
     if feed_rows:
         moved[FEED_COUNTER] = seq
-    # 5. Multi-row writes, then the counters move (one statement for all of them).
+    _write_locked(writes, ledger, feed_rows, audit_rows, moved, head)
+
+
+def _write_locked(
+    writes: LockedWrites,
+    ledger: Ledger,
+    feed_rows: list[dict[str, Any]],
+    audit_rows: list[dict[str, Any]],
+    moved: dict[str, int],
+    head: str | None,
+) -> None:
+    """5. The deferred writes and the multi-row writes, then the counters move (one statement for all of
+    them); on MariaDB all in one round trip."""
     writes.deferred(ledger.deferred)
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)

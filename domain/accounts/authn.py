@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,7 @@ _USER = {
 }
 
 
-def checked_user(row: tuple[int, str, str, str] | None) -> AuthUser:
+def checked_user(row: Sequence[Any] | None) -> AuthUser:
     """The user of a (id, username, role, status) row, or the refusal: a missing or deactivated user, or an
     ended login session."""
     if row is None or row[3] == "inactive":
@@ -78,8 +79,7 @@ def load_user(session: Session, user_id: int, family: str | None = None) -> Auth
     One statement (it is the first statement of every authenticated request's unit; a push selects the same
     status inside its prefetch instead)."""
     params = {"user_id": user_id} if family is None else {"user_id": user_id, "family": family}
-    row = session.execute(_USER[family is not None], params).first()
-    return checked_user(None if row is None else (row[0], row[1], row[2], row[3]))
+    return checked_user(session.execute(_USER[family is not None], params).first())
 
 
 def bearer_claims(settings: Settings, authorization: str | None) -> TokenClaims:
