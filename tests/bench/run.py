@@ -10,7 +10,7 @@ shared, noisy machine; absolute figures are not. What is measured (the targets a
   run twice: each device selling from its own truck to its own customer (a fleet: the target's row), and
   all 50 from one truck to 5 customers (every sale waits for the same stock rows; shown, no target).
 - sequential: one device pushing 1-change batches one after another (p50), against one client's
-  single-doc POSTs.
+  single-doc POSTs; each once MariaDB has purged what the fleet's load left behind (`settle`).
 - batches: 500 `customer.create` a push on SQLite and MariaDB, and 500 confirmed sales on MariaDB, one
   worker, against `_bulk_docs` of 500 docs.
 - pull: the feed those pushes wrote, paged as an admin (JSON limit 1000, msgpack limit 10000), against
@@ -281,6 +281,31 @@ def spread_sale(pairs: list[tuple[int, int]]) -> Callable[[str, int], dict[str, 
         return change
 
     return make
+
+
+def settle(url: str, limit: float = 90.0) -> None:
+    """Wait until MariaDB has caught up with the load before (InnoDB's purge of the old row versions a
+    fleet's commits left, its history list, back under 1,000), so that one device's latency is measured
+    on a database at rest, not in the wake of the previous section; logs how long that took."""
+    import re
+
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    t0 = time.monotonic()
+    length = -1
+    try:
+        with engine.connect() as conn:
+            while time.monotonic() - t0 < limit:
+                status = conn.exec_driver_sql("SHOW ENGINE INNODB STATUS").one()[2]
+                found = re.search(r"History list length (\d+)", status)
+                length = int(found.group(1)) if found else 0
+                if length < 1000:
+                    break
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
+    log(f"  database settled in {time.monotonic() - t0:.1f} s (history list length {length})")
 
 
 def fresh_mysql(url: str, name: str) -> str:
@@ -667,6 +692,7 @@ def run_builtin(args: argparse.Namespace, only: set[str]) -> list[tuple[str, lis
                         }
                     )
                 for label, make, limit in (("customer.create", customer, 5.0), ("confirmed sale", sale, 8.0)):
+                    settle(mysql)
                     load = hammer_one(port, push_request(f"seq-{label[:4]}", make), seq_count)
                     if load.errors:
                         raise RuntimeError(f"sequential push failed: {load.errors[0]}")
