@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 from sqlalchemy import bindparam, func, insert, literal, null, select, union_all, update
@@ -394,9 +394,10 @@ class Runner:
                 raise Fallback(f"{op.name} refused after changing state") from exc
             return self._refuse(result, exc)
         except SQLAlchemyError as exc:
-            # Only the database's refusal of this change's data (a unique key, a value out of range) is a
-            # refusal of the change. A fault (a lost connection, a deadlock) or SQLAlchemy's state after one
-            # (PendingRollbackError, ResourceClosedError) runs the whole batch again; it never refuses.
+            # Only the database's refusal of this change's data (a unique key, a CHECK, a value out of
+            # range) is a refusal of the change. A fault (a lost connection, a deadlock) or SQLAlchemy's
+            # state after one (PendingRollbackError, ResourceClosedError) runs the whole batch again; it
+            # never refuses.
             if savepoint is None or not dbfaults.refuses_data(exc):
                 raise
             savepoint.rollback()
@@ -701,13 +702,7 @@ def _run(
         try:
             runner.finish(now)  # 4.
         except DBAPIError as exc:
-            if db.is_retryable(exc):
-                raise
-            if isinstance(exc, IntegrityError) and _applied_twice(exc):
-                raise Resend("another push of this device applied some of its changes first") from exc
-            if savepoints:
-                raise
-            raise Fallback(f"the database refused the batch's writes: {exc.orig}") from exc
+            _refused_writes(db, exc, savepoints)
         if dry_run:
             runner.number(preview_numbers(uow.session))  # what the numbers would be now
             uow.rollback()
@@ -720,20 +715,26 @@ def _run(
                 uow.commit()  # 5.
             except RowMoved as exc:
                 raise Resend(str(exc)) from exc
-            except DBAPIError as exc:  # the answers of a numbering batch are written at the commit
-                if db.is_retryable(exc):
-                    raise
-                if isinstance(exc, IntegrityError) and _applied_twice(exc):
-                    raise Resend("another push of this device applied some of its changes first") from exc
-                if savepoints:
-                    raise
-                # The stock rows are written at the commit: a value the database refuses there (a CHECK)
-                # is judged again change by change, where it refuses only its change.
-                raise Fallback(f"the database refused the batch's writes at the commit: {exc.orig}") from exc
+            except DBAPIError as exc:  # the locked writes (answers, stock rows, lines) go with the commit
+                _refused_writes(db, exc, savepoints)
             runner.committed = True
             runner.last_seq = before if quiet else unit_state(uow.session).last_seq
             runner.number(unit_state(uow.session).numbered)
     return runner
+
+
+def _refused_writes(db: Database, exc: DBAPIError, savepoints: bool) -> NoReturn:
+    """The batch's writes failed, at its last flush or with the commit's locked writes. A fault goes up (the
+    batch runs again whole); a racing push of the same device that committed these changes first makes the
+    batch run again (`Resend`, answering duplicates); any other refusal runs it change by change
+    (`Fallback`), where only the change whose row the database refuses (a unique key, a CHECK) is refused."""
+    if db.is_retryable(exc):
+        raise exc
+    if isinstance(exc, IntegrityError) and _applied_twice(exc):
+        raise Resend("another push of this device applied some of its changes first") from exc
+    if savepoints:
+        raise exc
+    raise Fallback(f"the database refused the batch's writes: {exc.orig}") from exc
 
 
 def _applied_twice(exc: IntegrityError) -> bool:
