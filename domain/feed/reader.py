@@ -166,9 +166,11 @@ def _page_seqs(cur: _Cursor, since: int, ceiling: int, limit: int, scope: Scope)
     return [int(r[0]) for r in rows]
 
 
-# MariaDB: a page comes back as one row, every result's JSON joined by the server (GROUP_CONCAT), so the
-# driver parses one packet instead of a packet a row in Python. A page whose text would not fit this
-# length (pages of very large documents) is read row by row instead.
+# MariaDB: a page comes back joined by the server (GROUP_CONCAT), so the driver parses one packet instead
+# of a packet a row in Python. The joined text is capped at this length: a page whose text is longer comes
+# back cut, and its whole results are kept and the rest read by the next joined read, from the seq after
+# them (a page of 10,000 results of ~1 KB is two reads). Only a single result longer than the cap is read
+# on its own, row by row.
 PACKED_MAX = 8 * 1024 * 1024
 SEPARATOR = "\n"
 
@@ -178,33 +180,49 @@ def _rows(cur: _Cursor, where: str, params: list[Any], limit: int | None) -> lis
     result = _RESULT[cur.dialect]
     tail = " ORDER BY seq" + (" LIMIT ?" if limit is not None else "")
     args = [*params, *([limit] if limit is not None else [])]
-    if cur.dialect == "mysql":
-        joined_where, joined_args = where, params
-        if limit is not None:
-            # The page's last seq first (a walk of `limit` primary key entries, no result built), so that
-            # the results are joined straight from a range of the primary key: a derived table with ORDER
-            # BY and LIMIT is materialized, documents and all, before GROUP_CONCAT reads it again (about
-            # a fifth of a page's time). Both GROUP_CONCATs read the rows in one order, checked below.
-            bound = cur.all(
-                f"SELECT seq FROM change_feed WHERE {where} ORDER BY seq LIMIT 1 OFFSET ?", [*params, limit - 1]
-            )
-            if bound:
-                joined_where, joined_args = f"{where} AND seq <= ?", [*params, bound[0][0]]
+    if cur.dialect != "mysql":
+        return _row_by_row(cur, result, where, tail, args)
+    if limit is not None:
+        # The page's last seq first (a walk of `limit` primary key entries, no result built), so that
+        # the results are joined straight from a range of the primary key: a derived table with ORDER
+        # BY and LIMIT is materialized, documents and all, before GROUP_CONCAT reads it again (about
+        # a fifth of a page's time).
+        bound = cur.all(
+            f"SELECT seq FROM change_feed WHERE {where} ORDER BY seq LIMIT 1 OFFSET ?", [*params, limit - 1]
+        )
+        if bound:
+            where, params = f"{where} AND seq <= ?", [*params, bound[0][0]]
+    rows: list[RawRow] = []
+    after: list[Any] = []  # the seq the next joined read starts after, once one came back cut
+    while True:
         [(seq_text, joined)] = cur.all(
             "SELECT GROUP_CONCAT(seq SEPARATOR ','), GROUP_CONCAT("
             # The separator is a real newline inside the literal, not the escape `\n`: the connections run
             # with NO_BACKSLASH_ESCAPES (domain/db.py), where `'\n'` is a backslash and an n.
-            f"{result} SEPARATOR '{SEPARATOR}') FROM change_feed WHERE {joined_where}",
-            joined_args,
+            f"{result} SEPARATOR '{SEPARATOR}') FROM change_feed WHERE {where}{' AND seq > ?' if after else ''}",
+            [*params, *after],
         )
         if seq_text is None:
-            return []
+            break
         seqs = [int(x) for x in seq_text.split(b"," if isinstance(seq_text, bytes) else ",")]
         # No result contains a raw newline (canonical JSON escapes control characters in strings).
-        parts = joined.split(SEPARATOR.encode()) if joined is not None and len(joined) < PACKED_MAX else []
-        if len(parts) == len(seqs):
-            rows = list(zip(seqs, parts, strict=True))
-            return rows if all(x < y for x, y in pairwise(seqs)) else sorted(rows)
+        parts = joined.split(SEPARATOR.encode()) if joined is not None else []
+        if len(parts) == len(seqs) and len(joined) < PACKED_MAX:  # at the cap: maybe cut inside the last
+            rows += zip(seqs, parts, strict=True)
+            break
+        # Cut at the cap: every part but the last is whole (the last may be whole too, or cut anywhere).
+        # The rest is read from the seq after the whole ones, which needs them to be the lowest seqs: both
+        # GROUP_CONCATs read the rows in the primary key's order, checked here.
+        whole = list(zip(seqs, parts[:-1], strict=False))
+        if not whole or any(x >= y for x, y in pairwise(seqs)):  # one result alone is longer than the cap
+            rest = f"{where} AND seq > ?" if after else where
+            return sorted(rows + _row_by_row(cur, result, rest, " ORDER BY seq", [*params, *after]))
+        rows += whole
+        after = [whole[-1][0]]
+    return rows if all(x[0] < y[0] for x, y in pairwise(rows)) else sorted(rows)
+
+
+def _row_by_row(cur: _Cursor, result: str, where: str, tail: str, args: list[Any]) -> list[RawRow]:
     return [
         (int(seq), bytes(doc))
         for seq, doc in cur.all(f"SELECT seq, {result} FROM change_feed WHERE {where}{tail}", args)

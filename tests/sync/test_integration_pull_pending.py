@@ -109,9 +109,12 @@ def pending_world(db: Database) -> Database:
     return db
 
 
-def test_pages_too_long_to_come_back_joined_are_read_row_by_row(settings: Any, db: Database, monkeypatch: Any) -> None:
+def test_pages_too_long_to_come_back_joined_in_one_read_lose_and_cut_nothing(
+    settings: Any, db: Database, monkeypatch: Any
+) -> None:
     """MariaDB joins a page's results in the server (GROUP_CONCAT, capped at PACKED_MAX); a page whose text
-    is longer, truncated by the server, is detected and read row by row: nothing is lost or cut."""
+    is longer, cut by the server, is detected and its rest read again (packed from the seq after the whole
+    results, or row by row for a result longer than the cap): nothing is lost or cut."""
     from domain.feed import reader
 
     def work(uow: Any) -> None:
