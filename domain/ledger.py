@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pymysql.constants import SERVER_STATUS
+from pymysql.converters import escape_int
 from pymysql.cursors import RE_INSERT_VALUES
 from sqlalchemy import Column, Table, bindparam, case, event, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -500,9 +502,14 @@ def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]
     sql, binds = plan
     head, _, group = sql.partition(" VALUES ")
     quoted_id = dialect.identifier_preparer.quote(table.c.id.name)
-    many = f"{head} VALUES {', '.join([group] * len(rows))} RETURNING {quoted_id}"
-    values = tuple(v for r in rows for v in _row_values(binds, r))
-    ids = sorted(conn.exec_driver_sql(many, values).scalars().all())
+    literal = row_literals(conn.connection.dbapi_connection) if _PLAIN_GROUP.fullmatch(group) else None
+    if literal is not None:
+        many = f"{head} VALUES {','.join([literal(_row_values(binds, r)) for r in rows])} RETURNING {quoted_id}"
+        result = conn.exec_driver_sql(many, execution_options={"no_parameters": True})
+    else:
+        many = f"{head} VALUES {', '.join([group] * len(rows))} RETURNING {quoted_id}"
+        result = conn.exec_driver_sql(many, tuple(v for r in rows for v in _row_values(binds, r)))
+    ids = sorted(result.scalars().all())
     if len(ids) != len(rows):
         raise RuntimeError(f"{table.name}: {len(ids)} ids returned for {len(rows)} rows")
     return ids
@@ -572,6 +579,32 @@ def _row_values(binds: Binds, row: dict[str, Any]) -> tuple[Any, ...]:
         value = row[name] if make is None else make()
         out.append(value if process is None else process(value))
     return tuple(out)
+
+
+def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
+    """Rows of values as SQL text, `(v1,v2,...)`, the very text PyMySQL's `mogrify` makes of them, at a quarter
+    of its cost: strings, integers and NULLs (nearly every value a write carries) are rendered here, without
+    PyMySQL's dispatch per value; anything else goes through the connection's own `escape`. Only while
+    the session runs with NO_BACKSLASH_ESCAPES (domain/db.py), where a string literal only doubles its
+    single quotes, as PyMySQL does then; None otherwise (the caller uses `mogrify`)."""
+    if not getattr(dbapi, "server_status", 0) & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+        return None
+    escape = dbapi.escape
+    known: dict[type, Callable[[Any], str]] = {
+        str: lambda v: "'" + v.replace("'", "''") + "'",
+        type(None): lambda _v: "NULL",
+    }
+    if dbapi.encoders.get(int) is escape_int:
+        known[int] = int.__repr__
+    get = known.get
+
+    def row(values: tuple[Any, ...]) -> str:
+        return "(" + ",".join([get(v.__class__, escape)(v) for v in values]) + ")"
+
+    return row
+
+
+_PLAIN_GROUP = re.compile(r"\(%s(?:, ?%s)*\)")
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
@@ -860,9 +893,13 @@ class LockedWrites:
             found = RE_INSERT_VALUES.match(plan[0]) if plan is not None else None
             if plan is not None and found is not None:
                 head, group, tail = found.group(1), found.group(2).rstrip(), found.group(3) or ""
-                mogrify = self.cursor.mogrify
+                binds, mogrify = plan[1], self.cursor.mogrify
+                literal = row_literals(self.cursor.connection) if _PLAIN_GROUP.fullmatch(group) else None
                 for chunk in _chunks(rows):
-                    values = ",".join([mogrify(group, _row_values(plan[1], r)) for r in chunk])
+                    if literal is not None:
+                        values = ",".join([literal(_row_values(binds, r)) for r in chunk])
+                    else:
+                        values = ",".join([mogrify(group, _row_values(binds, r)) for r in chunk])
                     self._add(head + values + tail)
                 return
             self.send()  # a statement SQLAlchemy must run: what came before goes first

@@ -79,3 +79,36 @@ def test_a_like_with_a_literal_backslash_escape_finds_only_what_it_should(
     assert search("_") == ["pcent"]
     assert search("%") == ["pcent"]
     assert search("k \\ s") == ["bslash"]
+
+
+def test_rows_rendered_as_sql_text_are_exactly_what_pymysql_renders(demo: Database) -> None:
+    """The batch writes render their rows' values themselves (`domain.ledger.row_literals`, a fast path for
+    strings, integers and NULL); the text must be PyMySQL's own `mogrify` of the same values, for every kind
+    of value a row carries. SQLite has no such text: there the renderer is not offered."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from domain.ledger import row_literals
+
+    def check(session: Any) -> None:
+        dbapi = session.connection().connection.dbapi_connection
+        literal = row_literals(dbapi)
+        if demo.dialect != "mysql":
+            assert literal is None
+            return
+        assert literal is not None
+        cursor = dbapi.cursor()
+        rows = [
+            tuple(NAMES),
+            (0, -7, 2**63 - 1, None, True, False, Decimal("12.70"), Decimal("-0.005"), 1.5, 1e-9),
+            ("", "'", "''", "\\", "%s", "%(x)s", "😀", "\n\r\t\x00", datetime(2026, 12, 6, 23, 59, 59, 123456)),
+            (b"\x00'\\bytes", bytearray(b"ab"), "2026-12-06 23:59:59.123456", 3),
+        ]
+        for row in rows:
+            group = "(" + ",".join(["%s"] * len(row)) + ")"
+            assert literal(row) == cursor.mogrify(group, row), row
+        # And the server reads each string back exactly.
+        for name in NAMES:
+            assert session.execute(text("SELECT " + literal((name,))[1:-1])).scalar_one() == name
+
+    demo.read(check)
