@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pymysql.constants import SERVER_STATUS
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
@@ -98,6 +99,50 @@ def _mysql_engine(url: Any, settings: Settings) -> Engine:
     )
 
 
+# Set on a PyMySQL connection whose transaction was committed by the unit's last statement
+# (`domain.ledger.LockedWrites.send`); read and cleared by the next COMMIT or ROLLBACK the engine sends.
+_COMMITTED = "_lpg_committed_in_statement"
+
+
+def committed_in_statement(dbapi_connection: Any) -> None:
+    setattr(dbapi_connection, _COMMITTED, True)
+
+
+def skip_ended_commit(engine: Engine) -> None:
+    """MariaDB: the unit's COMMIT sends nothing when its last statement already committed the transaction,
+    which takes both the mark that statement left and the server's own word that no transaction is open
+    (the status of its last answer, `SERVER_STATUS_IN_TRANS`). Anything else commits as usual."""
+    dialect = engine.dialect
+    if dialect.name != "mysql" or "do_commit" in vars(dialect):
+        return
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        # SQLAlchemy passes the pool's proxy, which reads attributes through to the driver's connection
+        # but would keep one set on it for itself: the mark lives on the driver's connection.
+        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        if getattr(raw, _COMMITTED, False):
+            setattr(raw, _COMMITTED, False)
+            if not raw.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+                return
+        commit(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        if getattr(raw, _COMMITTED, False):
+            setattr(raw, _COMMITTED, False)
+        rollback(dbapi_connection)
+
+    @event.listens_for(engine, "checkin")
+    def _forget(dbapi_connection: Any, _record: Any) -> None:
+        """The mark is the unit's: never handed on with the connection to the next one."""
+        if dbapi_connection is not None and getattr(dbapi_connection, _COMMITTED, False):
+            setattr(dbapi_connection, _COMMITTED, False)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
 NO_BACKSLASH_ESCAPES = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_BACKSLASH_ESCAPES')"
 
 
@@ -157,6 +202,7 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings)
         dbfaults.install(self.engine)
+        skip_ended_commit(self.engine)
         self.read_engine = self.engine.execution_options(**{READONLY: True})
         self.dialect = "sqlite" if self.engine.dialect.name == "sqlite" else "mysql"
         # SQLite reports contention only after its busy timeout has been waited out: the time bound of the
@@ -308,7 +354,7 @@ class UnitOfWork:
             raise RuntimeError("a read-only unit cannot commit")
         from domain.ledger import write_ledger  # the ledger's models import this module's neighbours
 
-        write_ledger(self.session)
+        write_ledger(self.session, commit=True)
         sent = dbfaults.commits_sent()
         try:
             self.session.commit()

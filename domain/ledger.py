@@ -42,6 +42,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from domain.audit.models import AuditEntry
 from domain.base import UTCDateTime, datetime_text
 from domain.clock import rfc3339, utcnow
+from domain.db import committed_in_statement
+from domain.dbfaults import mark_during_commit
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
 STATE_KEY = "lpg_unit"  # session.info: the one `UnitState` of the transaction
@@ -742,9 +744,10 @@ def settle_audits(session: Session) -> None:
             pending.context = pending.context()
 
 
-def write_ledger(session: Session) -> None:
+def write_ledger(session: Session, commit: bool = False) -> None:
     """Turn the recorded changes and audit entries into feed rows and chained audit rows, and the tokens
-    into document numbers (steps 1-5)."""
+    into document numbers (steps 1-5). `commit`: the caller commits right after, and nothing else runs in
+    the transaction (`LockedWrites.send` may then commit in the last writes' round trip)."""
     ledger = _ledger_if_any(session)
     # 1. Every new record gets its id.
     flush_all(session)
@@ -752,7 +755,7 @@ def write_ledger(session: Session) -> None:
         return
     if not (ledger.changes or ledger.audits or ledger.numbers):  # nothing to lock for: only the deferred
         if ledger.deferred:
-            _write_locked(LockedWrites(session), ledger, [], [], {}, None)
+            _write_locked(LockedWrites(session), ledger, [], [], {}, None, commit)
         return
     # 2. Documents and contexts, built from the records' final state in this transaction.
     feed_rows = _feed_rows(ledger.changes)
@@ -811,7 +814,7 @@ def write_ledger(session: Session) -> None:
         moved[AUDIT_COUNTER], head = entry_id, prev
     if feed_rows:
         moved[FEED_COUNTER] = seq
-    _write_locked(writes, ledger, feed_rows, audit_rows, moved, head)
+    _write_locked(writes, ledger, feed_rows, audit_rows, moved, head, commit)
 
 
 def _write_locked(
@@ -821,6 +824,7 @@ def _write_locked(
     audit_rows: list[dict[str, Any]],
     moved: dict[str, int],
     head: str | None,
+    commit: bool,
 ) -> None:
     """5. The deferred writes and the multi-row writes, then the counters move (one statement for all of
     them); on MariaDB all in one round trip."""
@@ -828,7 +832,7 @@ def _write_locked(
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
     writes.counters(moved, head)
-    writes.send()
+    writes.send(commit=commit)
     ledger.clear()
 
 
@@ -969,10 +973,30 @@ class LockedWrites:
         self.size += len(sql)
         self.compound = self.compound or compound
 
-    def send(self) -> None:
-        """The statements gathered so far, in one round trip."""
+    def send(self, commit: bool = False) -> None:
+        """The statements gathered so far, in one round trip.
+
+        `commit` (the unit's last writes, its COMMIT next): on MariaDB the COMMIT ends the same compound
+        statement, unless the ORM still holds changes its commit would flush or a `before_commit` hook
+        is listening. The server then releases the
+        counter rows every writer waits for as soon as the writes are done, not after one more round trip
+        that first waits for this worker's GIL; the unit's own COMMIT finds the transaction ended and sends
+        nothing (`domain.db.skip_ended_commit`). Should the statement fail, nothing of it is committed
+        (its statements and the COMMIT are one statement for the server), except when the connection is
+        lost while it runs: its outcome is then unknown, as a lost COMMIT's is (`dbfaults`)."""
         if not self.parts:
             return
+        session = self.session
+        # Nothing may run in the transaction after its COMMIT: no flush, and no `before_commit` hook (one
+        # that writes or fails would find the transaction already committed).
+        fold = (
+            commit
+            and self.batched
+            and not (session.new or session.dirty or session.deleted)
+            and not session.dispatch.before_commit
+        )
+        if fold:
+            self.parts.append("COMMIT")
         if len(self.parts) == 1 and not self.compound:
             sql = self.parts[0]
         else:
@@ -981,10 +1005,14 @@ class LockedWrites:
         try:
             self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
         except DBAPIError as exc:
+            if fold:
+                mark_during_commit(exc)
             code, message = (getattr(exc.orig, "args", None) or (None, ""))[:2]
             if code == _MOVED_ERRNO:
                 raise RowMoved(str(message)) from exc
             raise
+        if fold:
+            committed_in_statement(self.cursor.connection)
 
 
 def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str | None]]:

@@ -193,3 +193,39 @@ def test_a_deferred_update_that_finds_no_row_fails_the_commit_and_writes_nothing
     demo.run(lambda uow: update_one_after_numbers(uow.session, bump, {"b_device_id": "tab-moved"}, "moved"))
     version = demo.read(lambda s: s.scalar(select(Device.version).where(Device.device_id == "tab-moved")))
     assert version == 2
+
+
+def test_a_unit_committed_by_its_last_statement_leaves_the_next_units_on_its_connection_committing(
+    demo: Database,
+) -> None:
+    """On MariaDB a unit's COMMIT ends its last compound statement (domain/ledger.py) and the unit's own
+    COMMIT then sends nothing (domain/db.py). That must stay the unit's business: on one pooled connection,
+    the units after it (a plain UPDATE, locking reads) commit for real, seen from another connection, and
+    their locks are released. On SQLite every unit commits as always; the same checks hold."""
+    from dataclasses import replace
+
+    from sqlalchemy import update
+
+    single = Database(replace(demo.settings, db_pool_size=1))
+    seen: list[Any] = []
+    try:
+        raw = single.engine.raw_connection()
+        first = raw.dbapi_connection
+        raw.close()
+        for n in range(3):
+            single.run(lambda uow: take_from_truck(uow.session, 1))  # ledger writes: folded on MariaDB
+            single.run(
+                lambda uow, n=n: uow.session.execute(update(TruckStock).where(TruckStock.id == 1).values(empty=100 + n))
+            )
+            seen.append(demo.read(lambda s: s.get(TruckStock, 1).empty))  # another connection
+            single.run(lambda uow: lock_stock_rows(uow.session, [StockKey("truck", 1, 1)]))
+            # Its lock is gone: another writer takes the row at once (a lock wait would time out the test).
+            demo.run(lambda uow: lock_stock_rows(uow.session, [StockKey("truck", 1, 1)]))
+        raw = single.engine.raw_connection()
+        assert raw.dbapi_connection is first, "the units shared one connection"
+        assert not getattr(raw.dbapi_connection, "_lpg_committed_in_statement", False)
+        raw.close()
+    finally:
+        single.dispose()
+    assert seen == [100, 101, 102]
+    assert next(r for r in snapshot(demo)["stock"] if r[:2] == (1, 1))[2] == 17  # type: ignore[union-attr,index]

@@ -2,8 +2,9 @@
 
 A TCP proxy (tests/reliability/proxy.py) sits between the server and MariaDB and cuts the server's
 connection when it sees the statement of a phase: the device row lock, the stock row lock, the ledger's late
-lock (feed, audit and document-number counters), the writes under it (one compound statement), COMMIT
-(before it reaches the database, or after: the answer is lost and the outcome unknown). Each phase once (the server's retry
+lock (feed, audit and document-number counters), the writes under it and the COMMIT (one compound statement
+on MariaDB, domain/ledger.py: cut before it reaches the database, or after: the answer is lost and the
+outcome unknown). Each phase once (the server's retry
 gets through) and always (the attempts run out). The answer is only ever 200 or 503 with Retry-After; the
 same batch sent again is applied or answered as duplicates; every change is applied exactly once.
 """
@@ -32,8 +33,8 @@ from tests.reliability.support import SUMMARY, assert_applied_once, sales_batch,
 
 PROXY_PORT = 18110
 DOWN_PORT = 3349  # nothing listens here: a database that is down
-COMMIT = r"\x03COMMIT\Z"
-DEVICE_WRITE = r"UPDATE devices SET"  # every attempt of a push writes its device row last, before COMMIT
+# The unit's last round trip: its locked writes, then COMMIT, in one compound statement.
+COMMIT = r"\x03BEGIN NOT ATOMIC\b.*;\nCOMMIT;\nEND\Z"
 PHASES: dict[str, tuple[str, str, str | None]] = {
     "device_lock": (r"FROM devices\b.*FOR UPDATE", "before", None),
     "stock_lock": (r"FROM truck_stock\b.*FOR UPDATE", "before", None),
@@ -41,8 +42,8 @@ PHASES: dict[str, tuple[str, str, str | None]] = {
     "ledger_counter_lock": (r"FROM counters\b.*IN \([^)]*'TRX-\d+'[^)]*'audit', 'feed'\).*FOR UPDATE", "before", None),
     # Everything written under it (the numbers, stored answers, feed, audit, counters): one compound statement.
     "ledger_writes": (r"BEGIN NOT ATOMIC\b.*UPDATE transactions SET number", "before", None),
-    "commit_lost_before": (COMMIT, "before", DEVICE_WRITE),
-    "commit_answer_lost": (COMMIT, "after", DEVICE_WRITE),
+    "commit_lost_before": (COMMIT, "before", None),
+    "commit_answer_lost": (COMMIT, "after", None),
     # No phase after the commit: a push's last_seq is the seq its own ledger write reached (or read inside
     # its unit when it records nothing for the feed), so nothing is read after a push commits.
 }

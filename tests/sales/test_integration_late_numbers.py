@@ -165,11 +165,11 @@ def test_a_sale_in_progress_holds_no_number(demo: Database, monkeypatch: pytest.
     reached, release = threading.Event(), threading.Event()
     real = ledger.write_ledger
 
-    def held(session: Any) -> None:
+    def held(session: Any, *args: Any, **kwargs: Any) -> None:
         if threading.current_thread().name == "held-sale":
             reached.set()
             assert release.wait(60)
-        real(session)
+        real(session, *args, **kwargs)
 
     monkeypatch.setattr(ledger, "write_ledger", held)
     answers: dict[str, dict[str, Any]] = {}

@@ -26,7 +26,8 @@ BATCH = 500
 
 @contextmanager
 def counted(db: Database) -> Iterator[list[str]]:
-    """Every round trip to the database: statements, and the COMMITs, ROLLBACKs and pings besides them."""
+    """Every round trip to the database: statements, and the COMMITs, ROLLBACKs and pings besides them (on
+    MariaDB counted where PyMySQL sends them; on SQLite, where SQLAlchemy calls the driver)."""
     trips: list[str] = []
 
     def statement(conn: Any, cursor: Any, text: str, params: Any, context: Any, executemany: bool) -> None:
@@ -44,6 +45,29 @@ def counted(db: Database) -> Iterator[list[str]]:
         return call
 
     event.listen(db.engine, "before_cursor_execute", statement)
+    if ENGINE == "mysql":
+        # What PyMySQL sends: a unit whose last statement committed makes no COMMIT trip (domain.db).
+        import pymysql.connections
+
+        driver = pymysql.connections.Connection
+        sent = {name: getattr(driver, name) for name in ("commit", "rollback", "ping")}
+
+        def sending(name: str, label: str) -> Callable[..., Any]:
+            def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+                trips.append(label)
+                return sent[name](self, *args, **kwargs)
+
+            return call
+
+        for name, label in (("commit", "COMMIT"), ("rollback", "ROLLBACK"), ("ping", "PING")):
+            setattr(driver, name, sending(name, label))
+        try:
+            yield trips
+        finally:
+            for name, method in sent.items():
+                setattr(driver, name, method)
+            event.remove(db.engine, "before_cursor_execute", statement)
+        return
     dialect.do_commit = counting("do_commit", "COMMIT")  # type: ignore[method-assign]
     dialect.do_rollback = counting("do_rollback", "ROLLBACK")  # type: ignore[method-assign]
     dialect.do_ping = counting("do_ping", "PING")  # type: ignore[method-assign]
@@ -89,7 +113,7 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "PING"}
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
     "sqlite": ((9, 11), (20, 22), (17, 19), (51, 53)),
-    "mysql": ((4, 5), (8, 9), (5, 6), (18, 19)),
+    "mysql": ((4, 4), (8, 8), (5, 5), (18, 18)),
 }
 
 
