@@ -108,6 +108,17 @@ def committed_in_statement(dbapi_connection: Any) -> None:
     setattr(dbapi_connection, _COMMITTED, True)
 
 
+def _take_mark(dbapi_connection: Any) -> tuple[Any, bool]:
+    """The driver's connection under `dbapi_connection` (SQLAlchemy passes the pool's proxy, which reads
+    attributes through to it but would keep one set on it for itself) and whether it carried the mark,
+    which is cleared."""
+    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+    marked = getattr(raw, _COMMITTED, False)
+    if marked:
+        setattr(raw, _COMMITTED, False)
+    return raw, marked
+
+
 def skip_ended_commit(engine: Engine) -> None:
     """MariaDB: the unit's COMMIT sends nothing when its last statement already committed the transaction,
     which takes both the mark that statement left and the server's own word that no transaction is open
@@ -118,26 +129,20 @@ def skip_ended_commit(engine: Engine) -> None:
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
     def do_commit(dbapi_connection: Any) -> None:
-        # SQLAlchemy passes the pool's proxy, which reads attributes through to the driver's connection
-        # but would keep one set on it for itself: the mark lives on the driver's connection.
-        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
-        if getattr(raw, _COMMITTED, False):
-            setattr(raw, _COMMITTED, False)
-            if not raw.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-                return
+        raw, marked = _take_mark(dbapi_connection)
+        if marked and not raw.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+            return
         commit(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
-        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
-        if getattr(raw, _COMMITTED, False):
-            setattr(raw, _COMMITTED, False)
+        _take_mark(dbapi_connection)
         rollback(dbapi_connection)
 
     @event.listens_for(engine, "checkin")
     def _forget(dbapi_connection: Any, _record: Any) -> None:
         """The mark is the unit's: never handed on with the connection to the next one."""
-        if dbapi_connection is not None and getattr(dbapi_connection, _COMMITTED, False):
-            setattr(dbapi_connection, _COMMITTED, False)
+        if dbapi_connection is not None:
+            _take_mark(dbapi_connection)
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]

@@ -504,14 +504,8 @@ def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]
     sql, binds = plan
     head, _, group = sql.partition(" VALUES ")
     quoted_id = dialect.identifier_preparer.quote(table.c.id.name)
-    literal = row_literals(conn.connection.dbapi_connection) if _PLAIN_GROUP.fullmatch(group) else None
-    if literal is not None:
-        many = f"{head} VALUES {','.join([literal(_row_values(binds, r)) for r in rows])} RETURNING {quoted_id}"
-        result = conn.exec_driver_sql(many, execution_options={"no_parameters": True})
-    else:
-        many = f"{head} VALUES {', '.join([group] * len(rows))} RETURNING {quoted_id}"
-        result = conn.exec_driver_sql(many, tuple(v for r in rows for v in _row_values(binds, r)))
-    ids = sorted(result.scalars().all())
+    many = f"{head} VALUES {_values_text(conn.connection.dbapi_connection, group, binds, rows)} RETURNING {quoted_id}"
+    ids = sorted(conn.exec_driver_sql(many, execution_options={"no_parameters": True}).scalars().all())
     if len(ids) != len(rows):
         raise RuntimeError(f"{table.name}: {len(ids)} ids returned for {len(rows)} rows")
     return ids
@@ -607,6 +601,17 @@ def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
 
 
 _PLAIN_GROUP = re.compile(r"\(%s(?:, ?%s)*\)")
+
+
+def _values_text(dbapi: Any, group: str, binds: Binds, rows: list[dict[str, Any]]) -> str:
+    """The rows of a multi-row INSERT as its VALUES text, `(...),(...)`: each row's values through its
+    columns' bind processors into `group` (the statement's one-row `(%s, ...)`), rendered by `row_literals`
+    where it applies, else by PyMySQL's `mogrify`."""
+    literal = row_literals(dbapi) if _PLAIN_GROUP.fullmatch(group) else None
+    if literal is not None:
+        return ",".join([literal(_row_values(binds, r)) for r in rows])
+    mogrify = dbapi.cursor().mogrify
+    return ",".join([mogrify(group, _row_values(binds, r)) for r in rows])
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
@@ -897,14 +902,8 @@ class LockedWrites:
             found = RE_INSERT_VALUES.match(plan[0]) if plan is not None else None
             if plan is not None and found is not None:
                 head, group, tail = found.group(1), found.group(2).rstrip(), found.group(3) or ""
-                binds, mogrify = plan[1], self.cursor.mogrify
-                literal = row_literals(self.cursor.connection) if _PLAIN_GROUP.fullmatch(group) else None
                 for chunk in _chunks(rows):
-                    if literal is not None:
-                        values = ",".join([literal(_row_values(binds, r)) for r in chunk])
-                    else:
-                        values = ",".join([mogrify(group, _row_values(binds, r)) for r in chunk])
-                    self._add(head + values + tail)
+                    self._add(head + _values_text(self.cursor.connection, group, plan[1], chunk) + tail)
                 return
             self.send()  # a statement SQLAlchemy must run: what came before goes first
         for chunk in _chunks(rows):

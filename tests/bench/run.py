@@ -9,8 +9,10 @@ shared, noisy machine; absolute figures are not. What is measured (the targets a
   `server.py --workers 2` on MariaDB, against pouchdb-server's single-doc `POST /db` with 50 clients. Sales
   run twice: each device selling from its own truck to its own customer (a fleet: the target's row), and
   all 50 from one truck to 5 customers (every sale waits for the same stock rows; shown, no target).
-- sequential: one device pushing 1-change batches one after another (p50), against one client's
-  single-doc POSTs; each once MariaDB has purged what the fleet's load left behind (`settle`).
+- sequential: one device pushing 1-change batches one after another (p50 of three interleaved rounds,
+  pooled), against one client's single-doc POSTs.
+- every fleet, sequential, batch and pull measure starts on a machine at rest (`settle`: MariaDB's purge of
+  what the previous load left behind done, the CPUs mostly idle).
 - batches: 500 `customer.create` a push on SQLite and MariaDB, and 500 confirmed sales on MariaDB, one
   worker, against `_bulk_docs` of 500 docs.
 - pull: the feed those pushes wrote, paged as an admin (JSON limit 1000, msgpack limit 10000), against
