@@ -23,13 +23,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymysql.constants import SERVER_STATUS
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -146,6 +146,57 @@ def skip_ended_commit(engine: Engine) -> None:
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
+# -- statements on the driver's cursor ------------------------------------------------------------------
+
+# (statement, dialect class, MariaDB?) -> the statement compiled once for that dialect
+_COMPILED: dict[tuple[Any, type, bool], Any] = {}
+
+
+def driver_rows(
+    conn: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """One SQL text run on the connection's driver cursor; its rows as plain tuples (none for a statement
+    without a result). This is `exec_driver_sql` without its per-call machinery (an execution context,
+    result metadata, a result object): on PyMySQL about 100 us less CPU per statement, which a 1-change push,
+    at 4 statements, pays in every request. What the database answers is handled as for any statement:
+    `before_cursor_execute` listeners see it, and an error goes through SQLAlchemy's own handling (the
+    engine's `handle_error` hooks run, the error is wrapped as a `DBAPIError`, a lost connection is
+    invalidated so that the pool never hands it out again). Values are passed to the driver as they are, so
+    only for statements whose parameters and columns need no conversion (strings, integers, NULL)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
+        if params is None:
+            cursor.execute(sql)  # no % formatting of the text by PyMySQL; sqlite3 takes no None
+        else:
+            cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+    except BaseException as exc:
+        # SQLAlchemy's own error path for a statement (always raises): the same wrapping, hooks and
+        # invalidation as `Connection.execute`; without an execution context, as for a cursor that failed
+        # before one existed.
+        conn._handle_dbapi_exception(exc, sql, params or (), cursor, None)
+        raise
+    finally:
+        cursor.close()
+
+
+def plain_rows(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    """The rows of a Core statement with plain values (see `driver_rows`), on the session's connection. On
+    MariaDB it is compiled once and run on the driver's cursor (expanding `IN` parameters rendered by
+    SQLAlchemy's `construct_expanded_state`); elsewhere it is `session.execute`."""
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.driver != "pymysql":
+        return list(session.execute(stmt, params or {}))
+    key = (stmt, type(dialect), bool(getattr(dialect, "is_mariadb", False)))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = stmt.compile(dialect=dialect)
+    state = compiled.construct_expanded_state(params or {})
+    return driver_rows(conn, state.statement, state.positional_parameters if compiled.positional else state.parameters)
 
 
 NO_BACKSLASH_ESCAPES = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'NO_BACKSLASH_ESCAPES')"

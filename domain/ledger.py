@@ -42,7 +42,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from domain.audit.models import AuditEntry
 from domain.base import UTCDateTime, datetime_text
 from domain.clock import rfc3339, utcnow
-from domain.db import committed_in_statement
+from domain.db import committed_in_statement, driver_rows, plain_rows
 from domain.dbfaults import mark_during_commit
 from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
 
@@ -505,7 +505,7 @@ def _insert_returning(session: Session, table: Table, rows: list[dict[str, Any]]
     head, _, group = sql.partition(" VALUES ")
     quoted_id = dialect.identifier_preparer.quote(table.c.id.name)
     many = f"{head} VALUES {_values_text(conn.connection.dbapi_connection, group, binds, rows)} RETURNING {quoted_id}"
-    ids = sorted(conn.exec_driver_sql(many, execution_options={"no_parameters": True}).scalars().all())
+    ids = sorted(row[0] for row in driver_rows(conn, many))
     if len(ids) != len(rows):
         raise RuntimeError(f"{table.name}: {len(ids)} ids returned for {len(rows)} rows")
     return ids
@@ -1002,7 +1002,7 @@ class LockedWrites:
             sql = "BEGIN NOT ATOMIC\n" + ";\n".join(self.parts) + ";\nEND"
         self.parts, self.size, self.compound = [], 0, False
         try:
-            self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+            driver_rows(self.conn, sql)
         except DBAPIError as exc:
             if fold:
                 mark_during_commit(exc)
@@ -1020,7 +1020,9 @@ def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str
     circle). A series' first use creates its row at zero by an atomic upsert, then locks again."""
 
     def lock(stmt: Any, names: list[str] | None = None) -> dict[str, tuple[int, str | None]]:
-        return {name: (value, head) for name, value, head in session.execute(stmt, {"names": names} if names else {})}
+        return {
+            name: (value, head) for name, value, head in plain_rows(session, stmt, {"names": names} if names else None)
+        }
 
     if not ledger.numbers:
         return lock(_LATE_LOCK)

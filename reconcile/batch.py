@@ -45,7 +45,7 @@ from domain.accounts.authn import TokenUser, checked_user, user_status
 from domain.accounts.models import Device, User
 from domain.accounts.policy import Actor
 from domain.clock import rfc3339, utcnow
-from domain.db import Database, UnitOfWork
+from domain.db import Database, UnitOfWork, plain_rows
 from domain.errors import (
     DependencyRejected,
     DomainError,
@@ -250,7 +250,9 @@ class Runner:
                 params.update(user_id=token.user_id, family=token.family)  # type: ignore[union-attr]
             pusher = None
             latest: dict[str, int] = {}  # no ORDER BY (MariaDB would sort the union in a temporary table)
-            for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in self.session.execute(query, params):
+            for kind, _id, temp_id, op, fp_or_code, entity, entity_id, result in plain_rows(
+                self.session, query, params
+            ):
                 if kind == 0:
                     self.known[temp_id] = Known(op, fp_or_code, entity, entity_id, result)
                 elif kind == 1:
