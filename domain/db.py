@@ -186,7 +186,8 @@ def driver_rows(
 def plain_rows(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """The rows of a Core statement with plain values (see `driver_rows`), on the session's connection. On
     MariaDB it is compiled once and run on the driver's cursor (expanding `IN` parameters rendered by
-    SQLAlchemy's `construct_expanded_state`); elsewhere it is `session.execute`."""
+    SQLAlchemy's `construct_expanded_state`); elsewhere it is `session.execute`. For statements built once
+    (module constants): each one compiled is kept for the process's life."""
     conn = session.connection()
     dialect = conn.dialect
     if dialect.driver != "pymysql":
