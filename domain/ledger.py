@@ -589,6 +589,7 @@ def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
     known: dict[type, Callable[[Any], str]] = {
         str: lambda v: "'" + v.replace("'", "''") + "'",
         type(None): lambda _v: "NULL",
+        SqlText: str.__str__,  # an expression of the statement itself, written as it is
     }
     if dbapi.encoders.get(int) is escape_int:
         known[int] = int.__repr__
@@ -610,8 +611,19 @@ def _values_text(dbapi: Any, group: str, binds: Binds, rows: list[dict[str, Any]
     literal = row_literals(dbapi) if _PLAIN_GROUP.fullmatch(group) else None
     if literal is not None:
         return ",".join([literal(_row_values(binds, r)) for r in rows])
+    if any(isinstance(v, SqlText) for r in rows for v in r.values()):
+        raise NotOneTrip("a row holding an SQL expression needs row_literals")
     mogrify = dbapi.cursor().mogrify
     return ",".join([mogrify(group, _row_values(binds, r)) for r in rows])
+
+
+class SqlText(str):
+    """A value that is an SQL expression of the statement that writes it (`lpg_f + 1`), rendered as it is:
+    only by `row_literals`, inside the one-trip compound statement (`_write_in_one_trip`)."""
+
+
+class NotOneTrip(Exception):
+    """The one-trip compound statement cannot carry these writes (raised before anything is sent)."""
 
 
 _STATEMENTS: dict[tuple[str, str], Any] = {}
@@ -728,6 +740,13 @@ def audit_hash(
     return hashlib.sha256(canonical).hexdigest()
 
 
+def _audit_fields(row: dict[str, Any]) -> bytes:
+    """The middle of `audit_hash`'s canonical text for an audit row: `[<id>,<this>,"<prev hash>"]`."""
+    fields = [row["at"], row["user_id"], row["device_id"], row["action"], row["entity_type"], row["entity_id"]]
+    fields[0] = rfc3339(fields[0])
+    return orjson.dumps([*fields, row["context"]])[1:-1]
+
+
 def settle_audits(session: Session) -> None:
     """Freeze the audit contexts recorded so far, built from the records' state now (after a flush).
 
@@ -776,7 +795,14 @@ def write_ledger(session: Session, commit: bool = False) -> None:
         }
         for a in ledger.audits
     ]
-    # 3. The late lock: every counter row the transaction moves, in one statement, in the key's order.
+    # 3. The late lock: every counter row the transaction moves, in one statement, in the key's order. On
+    # MariaDB a small unit without document numbers takes it inside its writes' own statement instead.
+    if not ledger.numbers and _one_trip_fits(feed_rows, audit_rows):
+        try:
+            _write_in_one_trip(LockedWrites(session, single=True), ledger, feed_rows, audit_rows, commit)
+            return
+        except NotOneTrip:
+            pass  # nothing was sent: the usual two round trips below
     counters = _lock_counters(session, ledger)
     writes = LockedWrites(session)  # from here to the COMMIT: one round trip on MariaDB
     # Counter rows this transaction moves, written by one statement at the end: name -> value.
@@ -877,8 +903,9 @@ class LockedWrites:
 
     LIMIT = 4 << 20  # characters per round trip, well under max_allowed_packet (16 MiB by default)
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, single: bool = False) -> None:
         self.session = session
+        self.single = single  # everything in one statement, or `NotOneTrip` before anything is sent
         self.conn = session.connection()
         self.dialect = self.conn.dialect
         # MariaDB only: MySQL has no anonymous compound statement (there each write goes on its own).
@@ -966,13 +993,13 @@ class LockedWrites:
     def _add(self, sql: str, compound: bool = False) -> None:
         """One more statement; `compound` for one that follows its UPDATE (the same round trip) and is valid
         only inside `BEGIN NOT ATOMIC ... END`."""
-        if self.parts and self.size + len(sql) > self.LIMIT and not compound:
+        if self.parts and self.size + len(sql) > self.LIMIT and not compound and not self.single:
             self.send()
         self.parts.append(sql)
         self.size += len(sql)
         self.compound = self.compound or compound
 
-    def send(self, commit: bool = False) -> None:
+    def send(self, commit: bool = False, *, last: bool = False) -> list[tuple[Any, ...]]:
         """The statements gathered so far, in one round trip.
 
         `commit` (the unit's last writes, its COMMIT next): on MariaDB the COMMIT ends the same compound
@@ -982,9 +1009,15 @@ class LockedWrites:
         that first waits for this worker's GIL; the unit's own COMMIT finds the transaction ended and sends
         nothing (`domain.db.skip_ended_commit`). Should the statement fail, nothing of it is committed
         (its statements and the COMMIT are one statement for the server), except when the connection is
-        lost while it runs: its outcome is then unknown, as a lost COMMIT's is (`dbfaults`)."""
+        lost while it runs: its outcome is then unknown, as a lost COMMIT's is (`dbfaults`).
+
+        The rows of the statement's first result come back (the one-trip statement's `SELECT`). A `single`
+        writer sends only its `last` call: any earlier one (a write SQLAlchemy must run on its own) raises
+        `NotOneTrip` with nothing sent."""
+        if self.single and not last:
+            raise NotOneTrip("a write that must run on its own")
         if not self.parts:
-            return
+            return []
         session = self.session
         # Nothing may run in the transaction after its COMMIT: no flush, and no `before_commit` hook (one
         # that writes or fails would find the transaction already committed).
@@ -1002,7 +1035,7 @@ class LockedWrites:
             sql = "BEGIN NOT ATOMIC\n" + ";\n".join(self.parts) + ";\nEND"
         self.parts, self.size, self.compound = [], 0, False
         try:
-            driver_rows(self.conn, sql)
+            rows = driver_rows(self.conn, sql)
         except DBAPIError as exc:
             if fold:
                 mark_during_commit(exc)
@@ -1012,6 +1045,93 @@ class LockedWrites:
             raise
         if fold:
             committed_in_statement(self.cursor.connection)
+        return rows
+
+
+# A unit takes the one-trip path with at most this many feed and audit rows and this much document and
+# context text (the statement is never split: it holds its variables).
+ONE_TRIP_ROWS = 20
+ONE_TRIP_TEXT = 1 << 20
+
+
+def _one_trip_fits(feed_rows: list[dict[str, Any]], audit_rows: list[dict[str, Any]]) -> bool:
+    if len(feed_rows) > ONE_TRIP_ROWS or len(audit_rows) > ONE_TRIP_ROWS or not (feed_rows or audit_rows):
+        return False
+    size = sum(len(r["doc"]) for r in feed_rows) + sum(len(r["context"]) for r in audit_rows)
+    return size <= ONE_TRIP_TEXT
+
+
+def _write_in_one_trip(
+    writes: LockedWrites,
+    ledger: Ledger,
+    feed_rows: list[dict[str, Any]],
+    audit_rows: list[dict[str, Any]],
+    commit: bool,
+) -> None:
+    """MariaDB, a unit without document numbers (most small pushes): the late lock, the seqs, the audit
+    chain and every locked write in one compound statement, ended by the COMMIT when it may be.
+
+    The two-trip path locks the counter rows, computes the seqs and hashes in Python and sends the writes:
+    every writer then waits on those rows for a round trip plus however long the holder's thread waits
+    for its worker's GIL, which under a fleet's load was the whole bound (the holder's time, ~3 ms a push,
+    capped all processes together). Here the server holds them only while it runs the statement:
+
+        DECLARE lpg_a, lpg_f, lpg_h0..lpg_hN;
+        SELECT <audit value>, <audit head>, <feed value> INTO lpg_a, lpg_h0, lpg_f ... FOR UPDATE;
+        SET lpg_hK = SHA2(CONCAT('[', lpg_a + K, ',', '<entry K as canonical JSON>', ',"', lpg_hK-1, '"]'), 256);
+        <the deferred writes>; <the feed rows, seq lpg_f + K>; <the audit rows, id lpg_a + K>;
+        UPDATE counters ...; SELECT lpg_f + <feed rows>; [COMMIT;]
+
+    The hash is `audit_hash`'s, byte for byte: the entry's fields are the same canonical JSON text
+    (`_audit_fields`), quoted by doubling (NO_BACKSLASH_ESCAPES), hashed as UTF-8 (utf8mb4 variables and
+    connection); `tests/audit/test_integration_one_trip_chain.py` checks it against Python's. The counter rows
+    are read in their key's order by the same index as the two-trip lock, so writers never wait in a circle."""
+    if row_literals(writes.cursor.connection if writes.batched else None) is None:
+        raise NotOneTrip("needs MariaDB's compound statement and NO_BACKSLASH_ESCAPES")
+    quote = row_literals(writes.cursor.connection)
+    assert quote is not None
+    n_audit, n_feed = len(audit_rows), len(feed_rows)
+    prelude = ["DECLARE lpg_a BIGINT", "DECLARE lpg_f BIGINT"]
+    prelude += [f"DECLARE lpg_h{k} VARCHAR(64) CHARACTER SET utf8mb4" for k in range(n_audit + 1)]
+    names = quote((AUDIT_COUNTER, FEED_COUNTER))
+    audit_name, feed_name = quote((AUDIT_COUNTER,))[1:-1], quote((FEED_COUNTER,))[1:-1]
+    prelude.append(
+        f"SELECT MAX(CASE WHEN name = {audit_name} THEN value END), MAX(CASE WHEN name = {audit_name} THEN head END),"
+        f" MAX(CASE WHEN name = {feed_name} THEN value END) INTO lpg_a, lpg_h0, lpg_f"
+        f" FROM counters WHERE name IN {names} FOR UPDATE"
+    )
+    prelude.append(f"SET lpg_h0 = COALESCE(NULLIF(lpg_h0, ''), {quote((GENESIS_HASH,))[1:-1]})")
+    for k, row in enumerate(audit_rows, 1):
+        literal = quote((_audit_fields(row).decode(),))[1:-1]
+        prelude.append(
+            f"SET lpg_h{k} = SHA2(CONCAT('[', lpg_a + {k}, ',', {literal}, ',\"', lpg_h{k - 1}, '\"]'), 256)"
+        )
+        row["id"], row["prev_hash"], row["hash"] = (
+            SqlText(f"lpg_a + {k}"),
+            SqlText(f"lpg_h{k - 1}"),
+            SqlText(f"lpg_h{k}"),
+        )
+    for k, row in enumerate(feed_rows, 1):
+        row["seq"] = SqlText(f"lpg_f + {k}")
+    for sql in prelude:
+        writes._add(sql, compound=True)
+    writes.deferred(ledger.deferred)
+    _upsert_feed(writes, feed_rows)
+    writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
+    moved = []
+    if n_audit:
+        moved.append((audit_name, f"lpg_a + {n_audit}"))
+    if n_feed:
+        moved.append((feed_name, f"lpg_f + {n_feed}"))
+    cases = " ".join(f"WHEN {name} THEN {value}" for name, value in moved)
+    sql = f"UPDATE counters SET value = CASE name {cases} END"
+    if n_audit:
+        sql += f", head = CASE WHEN name = {audit_name} THEN lpg_h{n_audit} ELSE head END"
+    writes._add(sql + f" WHERE name IN ({', '.join(name for name, _ in moved)})")
+    writes._add(f"SELECT lpg_f + {n_feed}", compound=True)
+    rows = writes.send(commit=commit, last=True)
+    unit_state(writes.session).last_seq = int(rows[0][0])
+    ledger.clear()
 
 
 def _lock_counters(session: Session, ledger: Ledger) -> dict[str, tuple[int, str | None]]:

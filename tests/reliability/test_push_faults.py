@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
+from domain.audit.verify import verify_chain
 from domain.db import Database
 from domain.dbfaults import UNKNOWN_BATCH, DatabaseUnavailable
 from domain.feed.reader import Scope, fetch_current, fetch_page
@@ -117,6 +118,56 @@ def test_a_fault_at_each_phase_of_a_push(
         assert statuses == {"duplicate"}
         assert again.json()["id_map"] == first.json()["id_map"], "the resend names the same records"
     assert_applied_once(demo, before, batches=1, per_batch=3)
+
+
+# A small push without document numbers: the late lock, its writes and COMMIT are one compound statement.
+ONE_TRIP = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_a\b.*;\nCOMMIT;\nEND\Z"
+
+
+@pytest.mark.mysql_only
+@pytest.mark.parametrize("mode", ["once", "always"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_fault_at_the_one_trip_statement_of_a_small_push(
+    demo: Database,
+    settings: Settings,
+    proxy: FaultProxy,
+    proxied: tuple[Database, TestClient],
+    when: str,
+    mode: str,
+) -> None:
+    """The connection is cut before the statement reaches the server, or after it ran (its answer lost:
+    committed, and the server cannot know). Either way the customer exists once, the feed has one row for
+    it, and the audit chain the database computed is intact."""
+    _, client = proxied
+    headers = bearer(settings, user_id(demo, "driver1"))
+    before = state(demo)
+    change = {
+        "client_temp_id": f"one-{when}-{mode}",
+        "op": "customer.create",
+        "data": {"name": "One Trip", "address": "1 Rd"},
+    }
+    envelope = {"device_id": f"tab-one-{when}", "changes": [change]}
+    rule = proxy.add(ONE_TRIP, when, 1 if mode == "once" else 50)
+    first = client.post("/api/v1/sync/push", json=envelope, headers=headers)
+    proxy.clear()
+    assert rule.hits >= 1, "the fault was not injected"
+    check_answer(first)
+    SUMMARY[f"one_trip_{when}/{mode}: {rule.hits} cut(s) -> {first.status_code}"] += 1
+    if mode == "once" or when == "after":
+        # One fault is absorbed by the server's own retry; after a lost answer the retry finds the change
+        # committed (its idempotency record) and answers it without writing again.
+        assert first.status_code == 200, first.text
+    again = client.post("/api/v1/sync/push", json=envelope, headers=headers)
+    assert again.status_code == 200, again.text
+    (result,) = again.json()["results"]
+    assert result["status"] in ("applied", "duplicate")
+    if first.status_code == 200:
+        assert result["status"] == "duplicate" and again.json()["id_map"] == first.json()["id_map"]
+    after = state(demo)
+    assert after["customers"] - before["customers"] == 1 and after["applied"] - before["applied"] == 1
+    assert after["feed"] - before["feed"] == 1 and after["max_seq"] == before["max_seq"] + 1
+    assert again.json()["last_seq"] >= after["max_seq"]
+    assert verify_chain(demo).ok
 
 
 def server_threads(db: Database, like: str) -> list[int]:
