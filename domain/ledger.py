@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -733,18 +733,22 @@ def audit_hash(
     context: str,
     prev_hash: str,
 ) -> str:
-    """SHA-256 over the canonical serialisation of an entry and the previous entry's hash."""
-    canonical = orjson.dumps(
-        [entry_id, rfc3339(at), user_id, device_id, action, entity_type, entity_id, context, prev_hash]
-    )
+    """SHA-256 over the canonical serialisation of an entry and the previous entry's hash: the JSON array
+    `[entry_id, at, user_id, device_id, action, entity_type, entity_id, context, prev_hash]` as orjson writes
+    it (no spaces), put together around `_audit_fields`, which the one-trip statement hashes too."""
+    fields = _audit_fields(at, user_id, device_id, action, entity_type, entity_id, context)
+    canonical = b"[" + orjson.dumps(entry_id) + b"," + fields + b"," + orjson.dumps(prev_hash) + b"]"
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _audit_fields(row: dict[str, Any]) -> bytes:
-    """The middle of `audit_hash`'s canonical text for an audit row: `[<id>,<this>,"<prev hash>"]`."""
-    fields = [row["at"], row["user_id"], row["device_id"], row["action"], row["entity_type"], row["entity_id"]]
-    fields[0] = rfc3339(fields[0])
-    return orjson.dumps([*fields, row["context"]])[1:-1]
+AUDIT_FIELDS = ("at", "user_id", "device_id", "action", "entity_type", "entity_id", "context")
+
+
+def _audit_fields(*values: Any) -> bytes:
+    """The middle of `audit_hash`'s canonical text, the entry's `AUDIT_FIELDS` (`at` as RFC 3339) joined by
+    commas as JSON: what comes between `[<id>,` and `,"<prev hash>"]`."""
+    at, *rest = values
+    return orjson.dumps([rfc3339(at), *rest])[1:-1]
 
 
 def settle_audits(session: Session) -> None:
@@ -974,21 +978,29 @@ class LockedWrites:
             sql = f"UPDATE {table} SET {name} = CASE {name} {cases} END WHERE {name} IN ({', '.join(['%s'] * len(chunk))})"
             self._add(self.cursor.mogrify(sql, [v for pair in chunk for v in pair] + [old for old, _ in chunk]))
 
-    def counters(self, moved: dict[str, int], audit_head: str | None) -> None:
-        """One UPDATE for every counter row the transaction moves (all of them locked by it already)."""
+    def counters(self, moved: Mapping[str, int | str], audit_head: str | None) -> None:
+        """One UPDATE for every counter row the transaction moves (all of them locked by it already). A
+        value may be an `SqlText` of the one-trip statement (`lpg_f + 1`), written as it is."""
         if not self.batched:
-            _move_counters(self.session, moved, audit_head)
+            _move_counters(self.session, moved, audit_head)  # type: ignore[arg-type]  # ints off MariaDB
             return
         if not moved:
             return
+        args: list[Any] = []
+
+        def slot(value: Any) -> str:
+            if isinstance(value, SqlText):
+                return str(value)
+            args.append(value)
+            return "%s"
+
         names = list(moved)
-        args: list[Any] = [v for name in names for v in (name, moved[name])]
-        sql = f"UPDATE counters SET value = CASE name {' '.join(['WHEN %s THEN %s'] * len(names))} END"
+        cases = " ".join(f"WHEN {slot(name)} THEN {slot(moved[name])}" for name in names)
+        sql = f"UPDATE counters SET value = CASE name {cases} END"
         if audit_head is not None:
-            sql += ", head = CASE WHEN name = %s THEN %s ELSE head END"
-            args += [AUDIT_COUNTER, audit_head]
-        sql += f" WHERE name IN ({', '.join(['%s'] * len(names))})"
-        self._add(self.cursor.mogrify(sql, args + names))
+            sql += f", head = CASE WHEN name = {slot(AUDIT_COUNTER)} THEN {slot(audit_head)} ELSE head END"
+        sql += f" WHERE name IN ({', '.join(slot(n) for n in names)})"
+        self._add(self.cursor.mogrify(sql, args))
 
     def _add(self, sql: str, compound: bool = False) -> None:
         """One more statement; `compound` for one that follows its UPDATE (the same round trip) and is valid
@@ -1086,10 +1098,9 @@ def _write_in_one_trip(
     (`_audit_fields`), quoted by doubling (NO_BACKSLASH_ESCAPES), hashed as UTF-8 (utf8mb4 variables and
     connection); `tests/audit/test_integration_one_trip_chain.py` checks it against Python's. The counter rows
     are read in their key's order by the same index as the two-trip lock, so writers never wait in a circle."""
-    if row_literals(writes.cursor.connection if writes.batched else None) is None:
+    quote = row_literals(writes.cursor.connection) if writes.batched else None
+    if quote is None:
         raise NotOneTrip("needs MariaDB's compound statement and NO_BACKSLASH_ESCAPES")
-    quote = row_literals(writes.cursor.connection)
-    assert quote is not None
     n_audit, n_feed = len(audit_rows), len(feed_rows)
     prelude = ["DECLARE lpg_a BIGINT", "DECLARE lpg_f BIGINT"]
     prelude += [f"DECLARE lpg_h{k} VARCHAR(64) CHARACTER SET utf8mb4" for k in range(n_audit + 1)]
@@ -1102,7 +1113,7 @@ def _write_in_one_trip(
     )
     prelude.append(f"SET lpg_h0 = COALESCE(NULLIF(lpg_h0, ''), {quote((GENESIS_HASH,))[1:-1]})")
     for k, row in enumerate(audit_rows, 1):
-        literal = quote((_audit_fields(row).decode(),))[1:-1]
+        literal = quote((_audit_fields(*(row[name] for name in AUDIT_FIELDS)).decode(),))[1:-1]
         prelude.append(
             f"SET lpg_h{k} = SHA2(CONCAT('[', lpg_a + {k}, ',', {literal}, ',\"', lpg_h{k - 1}, '\"]'), 256)"
         )
@@ -1118,16 +1129,12 @@ def _write_in_one_trip(
     writes.deferred(ledger.deferred)
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
-    moved = []
+    moved: dict[str, int | str] = {}
     if n_audit:
-        moved.append((audit_name, f"lpg_a + {n_audit}"))
+        moved[AUDIT_COUNTER] = SqlText(f"lpg_a + {n_audit}")
     if n_feed:
-        moved.append((feed_name, f"lpg_f + {n_feed}"))
-    cases = " ".join(f"WHEN {name} THEN {value}" for name, value in moved)
-    sql = f"UPDATE counters SET value = CASE name {cases} END"
-    if n_audit:
-        sql += f", head = CASE WHEN name = {audit_name} THEN lpg_h{n_audit} ELSE head END"
-    writes._add(sql + f" WHERE name IN ({', '.join(name for name, _ in moved)})")
+        moved[FEED_COUNTER] = SqlText(f"lpg_f + {n_feed}")
+    writes.counters(moved, SqlText(f"lpg_h{n_audit}") if n_audit else None)
     writes._add(f"SELECT lpg_f + {n_feed}", compound=True)
     rows = writes.send(commit=commit, last=True)
     unit_state(writes.session).last_seq = int(rows[0][0])
