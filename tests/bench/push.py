@@ -51,13 +51,16 @@ def free_port() -> int:
 def lpg_server(database_url: str) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "LPG_SECRET_KEY": SECRET, "LPG_DATABASE_URL": database_url}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "--port", str(port)],
-        cwd=tempfile.mkdtemp(prefix="lpg-bench-"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="lpg-bench-"))
+    # The server's log goes to a file: a pipe nobody reads would block the server once it filled up.
+    with open(workdir / "server.log", "wb") as logfile:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=logfile,
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -69,7 +72,7 @@ def lpg_server(database_url: str) -> Iterator[int]:
             except OSError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server did not start")
+            raise RuntimeError("server did not start: " + (workdir / "server.log").read_text()[-3000:])
         yield port
     finally:
         proc.terminate()

@@ -19,9 +19,10 @@ shared, noisy machine; absolute figures are not. What is measured (the targets a
   `_changes?include_docs=true&limit=1000` of the documents `_bulk_docs` wrote. The client decodes every
   page, each format with its fastest decoder (orjson for JSON, the peer's pages included; ormsgpack for
   msgpack).
-- floor: the same rows as a 1-change customer push written by raw PyMySQL with the fewest round trips
-  (50 threads, and one), 500-customer batches by raw PyMySQL / sqlite3 `executemany`, and the writes of
-  500-sale batches recorded from our reconciler and replayed by the bare driver (tests/bench/replay_floor.py).
+- floor: the same rows as a 1-change customer push and as a 1-change confirmed sale (tests/bench/floor_sale.py)
+  written by raw PyMySQL with the fewest round trips (50 threads, and one), 500-customer batches by raw
+  PyMySQL / sqlite3 `executemany`, and the writes of 500-sale batches recorded from our reconciler and
+  replayed by the bare driver (tests/bench/replay_floor.py).
 
 Extra sections: any other module `tests/bench/<name>.py` that defines `bench_rows(args) -> list[dict]` is
 imported and called after the built-in sections (`args` is this command's argparse namespace: `quick`,
@@ -59,6 +60,7 @@ import ormsgpack
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.floor_sale import floor_sale_push, floor_sale_setup  # noqa: E402
 from tests.bench.peer import Peer, decode, pouchdb_server  # noqa: E402
 from tests.bench.replay_floor import replay_floor_rate  # noqa: E402
 
@@ -66,7 +68,7 @@ SECRET = "bench-secret-" + "k" * 40
 BATCH = 500
 CLIENTS = 50
 BUILTIN = ("fleet", "batches", "pull", "floor")
-NOT_SECTIONS = {"run", "push", "pull", "peer", "pouch_replicate", "replay_floor", "__init__"}
+NOT_SECTIONS = {"run", "push", "pull", "peer", "pouch_replicate", "replay_floor", "floor_sale", "__init__"}
 MARK = "<!-- runs: newest first; written by tests/bench/run.py -->"
 
 
@@ -246,7 +248,7 @@ def stock_up(database_url: str) -> None:
     engine.dispose()
 
 
-def fleet_setup(database_url: str) -> list[tuple[int, int]]:
+def fleet_setup(database_url: str, tag: str = "BENCH") -> list[tuple[int, int]]:
     """Bench only: a truck and a customer of its own for each of the 50 devices, as in a real fleet (one
     driver, one truck, one round of customers), stocked for every sale (direct rows, no feed or audit)."""
     from decimal import Decimal
@@ -263,7 +265,7 @@ def fleet_setup(database_url: str) -> list[tuple[int, int]]:
     with Session(engine) as session, session.begin():
         cylinder = session.query(EquipmentModel).filter_by(code="CYL12.7").one()
         for n in range(CLIENTS):
-            truck = Truck(plate=f"BENCH{n:03d}", name=f"Bench lorry {n}")
+            truck = Truck(plate=f"{tag}{n:03d}", name=f"Bench lorry {n}")
             customer = Customer(name=f"Bench Kopitiam {n}", address=f"{n} Bench Rd", meter_rate=Decimal("0"))
             session.add_all([truck, customer])
             session.flush()
@@ -453,16 +455,27 @@ def floor_customer_push(url: str) -> Callable[[Any, int, int], None]:
 
 
 def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[str, str]]:
-    """Raw PyMySQL on a copy of the schema: a 1-change customer push, 50 threads and one thread."""
+    """Raw PyMySQL on the benchmark's database: a 1-change customer push and a 1-change confirmed sale (each
+    thread its own truck and customer, tests/bench/floor_sale.py), 50 threads and one thread."""
     import pymysql
+    from pymysql.constants import CLIENT
     from sqlalchemy.engine import make_url
 
+    import server
+    from domain.settings import Settings
+
+    server.prepare(Settings.from_env({"LPG_DATABASE_URL": url, "LPG_SECRET_KEY": SECRET}), demo=True)  # --only floor
     u = make_url(url)
-    push = floor_customer_push(url)
+    pairs = fleet_setup(url, "FLOOR")
 
     def connect() -> Any:
         conn = pymysql.connect(
-            host=u.host, port=u.port or 3306, user=u.username, password=u.password or "", database=u.database
+            host=u.host,
+            port=u.port or 3306,
+            user=u.username,
+            password=u.password or "",
+            database=u.database,
+            client_flag=CLIENT.MULTI_STATEMENTS,  # the sale's floor sends several statements a round trip
         )
         conn.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         return conn
@@ -476,10 +489,11 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
             " rejected_count, version, last_modified) VALUES (%s, 2, %s, 0, 0, 0, 1, %s)",
             (f"floor-{client}", now, now),
         )
+    floor_sale_setup(cur, pairs, now)
     setup.commit()
     setup.close()
 
-    def run(threads: int, seconds: float, first: int) -> Load:
+    def run(push: Callable[[Any, int, int], None], threads: int, seconds: float, first: int) -> Load:
         load = Load()
         lock = threading.Lock()
         stop_at = [0.0, 0.0]
@@ -513,14 +527,21 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
         load.elapsed = time.perf_counter() - stop_at[0]
         return load
 
-    fleet = run(CLIENTS, seconds, 0)
-    log(f"  floor, customer push, 50 threads: {fleet.summary()}")
-    one = run(1, seconds / 2, 10_000_000)
-    log(f"  floor, customer push, 1 thread: {one.summary()}")
-    return [
-        {"measure": "raw PyMySQL: 1-change customer push (9 round trips), 50 threads", "floor": fleet.summary()},
-        {"measure": "raw PyMySQL: 1-change customer push, one thread", "floor": one.summary()},
-    ]
+    rows = []
+    for label, push in (
+        ("1-change customer push (9 round trips)", floor_customer_push(url)),
+        (
+            "1-change confirmed sale (4 round trips; ours: 8), each thread its own truck and customer",
+            floor_sale_push(pairs),
+        ),
+    ):
+        fleet = run(push, CLIENTS, seconds, 0)
+        log(f"  floor, {label}, 50 threads: {fleet.summary()}")
+        one = run(push, 1, seconds / 2, 10_000_000)
+        log(f"  floor, {label}, 1 thread: {one.summary()}")
+        rows.append({"measure": f"raw PyMySQL: {label}, 50 threads", "floor": fleet.summary()})
+        rows.append({"measure": f"raw PyMySQL: {label}, one thread", "floor": one.summary()})
+    return rows
 
 
 def floor_batch_rate(url: str, batches: int) -> float:
