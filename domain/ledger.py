@@ -423,6 +423,10 @@ def write_staged(session: Session, *, late: bool = False) -> None:
         return
     pending = ledger.staged[ledger.written :]
     ledger.written = len(ledger.staged)
+    chain = _single_row_chain(pending, late) if getattr(session.get_bind().dialect, "is_mariadb", False) else None
+    if chain and _insert_chain(session, chain):
+        chained = {id(row) for row in chain}
+        pending = [row for row in pending if id(row) not in chained]  # only late rows are left
     while pending:  # rows that refer to staged rows wait for a later round (a sale's lines for the sale)
         ready = [row for row in pending if row.ready()]
         if not ready:
@@ -440,6 +444,73 @@ def write_staged(session: Session, *, late: bool = False) -> None:
                     row.id = new_id
         done = {id(row) for row in ready}
         pending = [row for row in pending if id(row) not in done]
+
+
+def _single_row_chain(pending: list[Staged], late: bool) -> list[Staged] | None:
+    """The rows `write_staged` would insert in its rounds, in order, when every table of every round has one
+    row, and there are at least two (a confirmed sale: its transaction, then its invoice); None otherwise.
+    Rows of the late tables are not in it (they go with the locked writes, after it)."""
+    if len(pending) < 2:
+        return None
+    chain: list[Staged] = []
+    known: set[int] = set()
+    remaining = pending
+    while remaining:
+        ready = [row for row in remaining if all(r.id is not None or id(r) in known for r in row.refs.values())]
+        if not ready:
+            return None
+        tables = [(row.table, row.columns) for row in ready if not (late and row.table in _LATE_TABLES)]
+        if len(set(tables)) != len(tables):  # two rows of one table: one multi-row INSERT, as usual
+            return None
+        chain += [row for row in ready if not (late and row.table in _LATE_TABLES)]
+        known |= {id(row) for row in ready}
+        remaining = [row for row in remaining if id(row) not in known]
+    return chain if len(chain) >= 2 else None
+
+
+def _insert_chain(session: Session, chain: list[Staged]) -> bool:
+    """MariaDB: single rows that refer to each other (a sale's transaction, then its invoice that names it)
+    inserted in one round trip instead of one `INSERT ... RETURNING` each:
+
+        DECLARE lpg_s0, lpg_s1 BIGINT;
+        INSERT INTO transactions (...) VALUES (...); SET lpg_s0 = LAST_INSERT_ID();
+        INSERT INTO invoices (..., transaction_id, ...) VALUES (..., lpg_s0, ...); SET lpg_s1 = LAST_INSERT_ID();
+        SELECT lpg_s0, lpg_s1
+
+    LAST_INSERT_ID() is the id of this connection's last single-row INSERT, whatever the auto-increment step
+    or lock mode (Galera's interleaved one included). False with nothing sent where the statement cannot
+    carry the rows (not MariaDB, a value only SQLAlchemy renders): the caller inserts them as usual."""
+    writes = LockedWrites(session, single=True)
+    if not writes.batched or row_literals(writes.cursor.connection) is None:
+        return False
+    names: dict[int, str] = {}
+    try:
+        writes._add("DECLARE " + ", ".join(f"lpg_s{k}" for k in range(len(chain))) + " BIGINT", compound=True)
+        for k, row in enumerate(chain):
+            params = row.params()
+            for column, ref in row.refs.items():
+                if id(ref) in names:
+                    params[column] = SqlText(names[id(ref)])
+            stmt = _statement(row.table, "insert")
+            plan = _cached_plan(stmt, writes.dialect, tuple(params))
+            if plan is None or any(
+                make is not None or process is not None
+                for name, process, make in plan[1]
+                if isinstance(params.get(name), SqlText)
+            ):
+                raise NotOneTrip("a reference SQLAlchemy would convert")
+            writes.rows(stmt, [params])
+            names[id(row)] = f"lpg_s{k}"
+            writes._add(f"SET lpg_s{k} = LAST_INSERT_ID()", compound=True)
+        writes._add("SELECT " + ", ".join(names.values()), compound=True)
+        (ids,) = writes.send(last=True)
+    except NotOneTrip:
+        return False
+    for row, new_id in zip(chain, ids, strict=True):
+        row.id = int(new_id)
+    for row in chain:
+        row.params()  # its references now read as ids
+    return True
 
 
 def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:

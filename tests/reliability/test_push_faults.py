@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -122,52 +122,90 @@ def test_a_fault_at_each_phase_of_a_push(
 
 # A small push without document numbers: the late lock, its writes and COMMIT are one compound statement.
 ONE_TRIP = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_a\b.*;\nCOMMIT;\nEND\Z"
+# A push's single new rows that name each other (a customer, its sale, the sale's invoice): one statement.
+CHAIN = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_s0, lpg_s1\b"
+
+
+def one_customer(tag: str) -> list[dict[str, Any]]:
+    return [{"client_temp_id": f"{tag}-c0", "op": "customer.create", "data": {"name": "One Trip", "address": "1 Rd"}}]
+
+
+def check_one_customer(db: Database, before: dict[str, Any], again: dict[str, Any], tag: str) -> None:
+    """The customer exists once, the feed has one row for it, the audit chain the database computed holds."""
+    after = state(db)
+    assert after["customers"] - before["customers"] == 1 and after["applied"] - before["applied"] == 1
+    assert after["feed"] - before["feed"] == 1 and after["max_seq"] == before["max_seq"] + 1
+    assert again["last_seq"] >= after["max_seq"]
+    assert verify_chain(db).ok
+
+
+def check_one_sale(db: Database, before: dict[str, Any], again: dict[str, Any], tag: str) -> None:
+    """Everything exists once, and the invoice names its own sale and that sale's new customer."""
+    assert_applied_once(db, before, batches=1, per_batch=1)
+    answer = {r["client_temp_id"]: r for r in again["results"]}
+    sale = answer[f"{tag}-s0"]
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT t.customer_id, i.transaction_id, i.customer_id, i.number FROM invoices i"
+                " JOIN transactions t ON t.id = i.transaction_id WHERE t.id = :id"
+            ),
+            {"id": sale["id"]},
+        ).one()
+    assert row[0] == answer[f"{tag}-c0"]["id"] == row[2]
+    assert row[1] == sale["id"] and row[3] == sale["related"]["invoice"]["number"]
+
+
+# statement: (its pattern, the batch, what must hold after the resend)
+OWN_STATEMENTS: dict[str, tuple[str, Callable[[str], list[dict[str, Any]]], Callable[..., None]]] = {
+    # The late lock, the writes and the COMMIT of a 1-change customer push.
+    "one_trip": (ONE_TRIP, one_customer, check_one_customer),
+    # A new customer, its sale and the sale's invoice inserted together, ids passed on by LAST_INSERT_ID().
+    "chained_insert": (CHAIN, lambda tag: sales_batch(tag, 1), check_one_sale),
+}
 
 
 @pytest.mark.mysql_only
 @pytest.mark.parametrize("mode", ["once", "always"])
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_a_fault_at_the_one_trip_statement_of_a_small_push(
+@pytest.mark.parametrize("statement", list(OWN_STATEMENTS))
+def test_a_fault_at_the_compound_statements_of_a_small_push(
     demo: Database,
     settings: Settings,
     proxy: FaultProxy,
     proxied: tuple[Database, TestClient],
+    statement: str,
     when: str,
     mode: str,
 ) -> None:
-    """The connection is cut before the statement reaches the server, or after it ran (its answer lost:
-    committed, and the server cannot know). Either way the customer exists once, the feed has one row for
-    it, and the audit chain the database computed is intact."""
+    """The connection is cut before the statement reaches the server, or after it ran (its answer lost: for
+    the one-trip statement committed, and the server cannot know; for the chained insert its rows are in a
+    transaction that never commits). The push is answered 200 or 503 with Retry-After; the batch sent again
+    is applied or answered as duplicates with the same ids; every change is applied exactly once."""
     _, client = proxied
     headers = bearer(settings, user_id(demo, "driver1"))
     before = state(demo)
-    change = {
-        "client_temp_id": f"one-{when}-{mode}",
-        "op": "customer.create",
-        "data": {"name": "One Trip", "address": "1 Rd"},
-    }
-    envelope = {"device_id": f"tab-one-{when}", "changes": [change]}
-    rule = proxy.add(ONE_TRIP, when, 1 if mode == "once" else 50)
+    pattern, changes, check = OWN_STATEMENTS[statement]
+    tag = f"{statement}-{when}-{mode}"
+    envelope = {"device_id": f"tab-{statement}-{when}", "changes": changes(tag)}
+    rule = proxy.add(pattern, when, 1 if mode == "once" else 50)
     first = client.post("/api/v1/sync/push", json=envelope, headers=headers)
     proxy.clear()
     assert rule.hits >= 1, "the fault was not injected"
     check_answer(first)
-    SUMMARY[f"one_trip_{when}/{mode}: {rule.hits} cut(s) -> {first.status_code}"] += 1
-    if mode == "once" or when == "after":
-        # One fault is absorbed by the server's own retry; after a lost answer the retry finds the change
-        # committed (its idempotency record) and answers it without writing again.
+    SUMMARY[f"{statement}_{when}/{mode}: {rule.hits} cut(s) -> {first.status_code}"] += 1
+    if mode == "once" or (statement == "one_trip" and when == "after"):
+        # One fault is absorbed by the server's own retry; after the one-trip statement's answer is lost the
+        # retry finds the change committed (its idempotency record) and answers it without writing again.
         assert first.status_code == 200, first.text
     again = client.post("/api/v1/sync/push", json=envelope, headers=headers)
     assert again.status_code == 200, again.text
-    (result,) = again.json()["results"]
-    assert result["status"] in ("applied", "duplicate")
+    statuses = {r["status"] for r in again.json()["results"]}
     if first.status_code == 200:
-        assert result["status"] == "duplicate" and again.json()["id_map"] == first.json()["id_map"]
-    after = state(demo)
-    assert after["customers"] - before["customers"] == 1 and after["applied"] - before["applied"] == 1
-    assert after["feed"] - before["feed"] == 1 and after["max_seq"] == before["max_seq"] + 1
-    assert again.json()["last_seq"] >= after["max_seq"]
-    assert verify_chain(demo).ok
+        assert statuses == {"duplicate"} and again.json()["id_map"] == first.json()["id_map"]
+    else:
+        assert statuses == {"applied"}
+    check(demo, before, again.json(), tag)
 
 
 def server_threads(db: Database, like: str) -> list[int]:
