@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, select, true, tuple_
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session
@@ -50,6 +50,9 @@ def lock_stock_rows(
     """
     locked: dict[StockKey, StockRow] = unit_state(session).stock_locks
     wanted = sorted({StockKey(*k) for k in keys} - locked.keys(), key=StockKey.sort_key)
+    if _one_site_and_trucks(wanted):
+        found = _lock_site_and_trucks(session, wanted, locked)
+        wanted = [k for k in wanted if k not in found]  # a missing row: the usual way below creates it
     for place in sorted({k.place for k in wanted}, key=PLACE_ORDER.__getitem__):
         model, holder_col = PLACES[place]
         place_keys = [k for k in wanted if k.place == place]
@@ -78,6 +81,30 @@ def _select_for_update(
     return found
 
 
+def _one_site_and_trucks(keys: list[StockKey]) -> bool:
+    """A sale's usual rows: one site row and the truck's rows for it (one equipment model delivered)."""
+    return len(keys) > 1 and keys[0].place == "site" and all(k.place == "truck" for k in keys[1:])
+
+
+def _lock_site_and_trucks(session: Session, keys: list[StockKey], locked: dict[StockKey, StockRow]) -> set[StockKey]:
+    """The site row and the truck rows locked by one statement (a round trip and a statement's CPU less than
+    one per table). `STRAIGHT_JOIN` reads the one site row first, then the truck rows in their index order:
+    the fixed order, as two statements would lock them. When the site row is missing nothing more is read (so
+    nothing is locked); when a truck row is, the site row is locked and nothing comes back: either way the
+    caller locks what is not found the usual way, which creates missing rows."""
+    site, trucks = keys[0], keys[1:]
+    rows = session.execute(
+        _LOCK_SITE_AND_TRUCKS,
+        {"customer": site.holder, "equipment": site.equipment, "trucks": [(k.holder, k.equipment) for k in trucks]},
+    ).all()
+    found: set[StockKey] = set()
+    for site_row, truck_row in rows:
+        for key, row in ((site, site_row), (StockKey("truck", truck_row.truck_id, truck_row.equipment_id), truck_row)):
+            locked[key] = row
+            found.add(key)
+    return found if len(found) == len(keys) else set()
+
+
 def _lock_statement(model: Any, holder_col: str) -> Any:
     holder = getattr(model, holder_col)
     return (
@@ -90,6 +117,20 @@ def _lock_statement(model: Any, holder_col: str) -> Any:
 
 
 _LOCK = {place: _lock_statement(model, holder_col) for place, (model, holder_col) in PLACES.items()}  # built once
+_LOCK_SITE_AND_TRUCKS = (
+    select(SiteStock, TruckStock)
+    .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+    .select_from(SiteStock)
+    .join(TruckStock, true())
+    .where(
+        SiteStock.customer_id == bindparam("customer"),
+        SiteStock.equipment_id == bindparam("equipment"),
+        tuple_(TruckStock.truck_id, TruckStock.equipment_id).in_(bindparam("trucks", expanding=True)),
+    )
+    .order_by(TruckStock.truck_id, TruckStock.equipment_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def _create_missing(session: Session, model: Any, holder_col: str, keys: list[StockKey]) -> None:

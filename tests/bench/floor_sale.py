@@ -15,7 +15,7 @@ The fewest round trips a client of the text protocol can manage (multi-statement
    their numbers, returning their ids and the counters;
 4. every other write and COMMIT.
 
-Our push takes 7 round trips for the same sale (see docs/write-path.md). Each device sells from its own
+Our push takes 6 round trips for the same sale (see docs/write-path.md). Each device sells from its own
 truck to its own customer, as in the fleet row of the benchmark.
 """
 

@@ -531,7 +531,7 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
     for label, push in (
         ("1-change customer push (9 round trips)", floor_customer_push(url)),
         (
-            "1-change confirmed sale (4 round trips; ours: 7), each thread its own truck and customer",
+            "1-change confirmed sale (4 round trips; ours: 6), each thread its own truck and customer",
             floor_sale_push(pairs),
         ),
     ):

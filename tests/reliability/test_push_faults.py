@@ -30,7 +30,7 @@ from server import create_app
 from tests.conftest import MYSQL_URL, bearer, user_id
 from tests.conftest import test_settings as settings_for
 from tests.reliability.proxy import FaultProxy
-from tests.reliability.support import SUMMARY, assert_applied_once, sales_batch, state
+from tests.reliability.support import SUMMARY, assert_applied_once, gap_free, sales_batch, state
 
 PROXY_PORT = 18110
 DOWN_PORT = 3349  # nothing listens here: a database that is down
@@ -156,12 +156,40 @@ def check_one_sale(db: Database, before: dict[str, Any], again: dict[str, Any], 
     assert row[1] == sale["id"] and row[3] == sale["related"]["invoice"]["number"]
 
 
+# A sale to a site served before: its site row and the truck's rows locked by one statement.
+JOINT_LOCK = r"FROM site_stock INNER JOIN truck_stock\b.*FOR UPDATE"
+
+
+def one_sale_to_a_site_served_before(tag: str) -> list[dict[str, Any]]:
+    sale = sales_batch(tag, 1)[1]
+    sale["data"]["customer"] = 1  # the demo's customer 1, whose CYL9 site row the test creates first
+    return [sale]
+
+
+def check_one_sale_to_a_site_served_before(
+    db: Database, before: dict[str, Any], again: dict[str, Any], tag: str
+) -> None:
+    """The sale, its invoice and its stock moves exist once."""
+    after = state(db)
+    assert after["transactions"] - before["transactions"] == 1 and after["invoices"] - before["invoices"] == 1
+    assert before["cyl9_full"][1] - after["cyl9_full"][1] == 1, "truck stock moved other than once"
+    assert gap_free(after["trx_numbers"]) and gap_free(after["inv_numbers"])
+    with db.engine.connect() as conn:
+        on_site = conn.execute(
+            text("SELECT on_site FROM site_stock WHERE customer_id = 1 AND equipment_id = 1")
+        ).scalar()
+    assert on_site == 1, "site stock moved other than once"
+    assert verify_chain(db).ok
+
+
 # statement: (its pattern, the batch, what must hold after the resend)
 OWN_STATEMENTS: dict[str, tuple[str, Callable[[str], list[dict[str, Any]]], Callable[..., None]]] = {
     # The late lock, the writes and the COMMIT of a 1-change customer push.
     "one_trip": (ONE_TRIP, one_customer, check_one_customer),
     # A new customer, its sale and the sale's invoice inserted together, ids passed on by LAST_INSERT_ID().
     "chained_insert": (CHAIN, lambda tag: sales_batch(tag, 1), check_one_sale),
+    # The site row and the truck's rows locked together (the site row exists: a site served before).
+    "joint_stock_lock": (JOINT_LOCK, one_sale_to_a_site_served_before, check_one_sale_to_a_site_served_before),
 }
 
 
@@ -184,6 +212,10 @@ def test_a_fault_at_the_compound_statements_of_a_small_push(
     is applied or answered as duplicates with the same ids; every change is applied exactly once."""
     _, client = proxied
     headers = bearer(settings, user_id(demo, "driver1"))
+    if statement == "joint_stock_lock":
+        with demo.engine.begin() as conn:
+            conn.execute(text("INSERT INTO site_stock (customer_id, equipment_id, on_site, version, last_modified)"
+                              " VALUES (1, 1, 0, 1, UTC_TIMESTAMP(6))"))  # fmt: skip
     before = state(demo)
     pattern, changes, check = OWN_STATEMENTS[statement]
     tag = f"{statement}-{when}-{mode}"

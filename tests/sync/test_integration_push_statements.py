@@ -112,8 +112,8 @@ SIDE_TRIPS = {"COMMIT", "ROLLBACK", "PING"}
 # (statements, round trips) for: 1-change customer, 1-change confirmed sale, 500 customers, 500 confirmed
 # sales; per engine (SQLite's BEGIN IMMEDIATE is a statement, MariaDB's BEGIN is implicit).
 BUDGET = {
-    "sqlite": ((9, 11), (20, 22), (17, 19), (51, 53)),
-    "mysql": ((3, 3), (7, 7), (5, 5), (18, 18)),
+    "sqlite": ((9, 11), (19, 21), (17, 19), (50, 52)),
+    "mysql": ((3, 3), (6, 6), (5, 5), (17, 17)),
 }
 
 
