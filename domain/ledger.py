@@ -770,6 +770,11 @@ def _defer_updates(session: Session) -> None:
         update_one_after_numbers(session, stmt, params, f"{table.name} {params['b_id']} is gone")
         for key, value in changed.items():  # written by the commit: nothing left for the ORM to flush
             set_committed_value(obj, key, value)
+        # Off the session's list of modified objects too, as a flush leaves it (SQLAlchemy's own call after
+        # a flush; pinned version): otherwise each later flush runs the ORM's unit of work over these rows
+        # only to find nothing to write (~0.3 ms a sale).
+        if not state.mapper.relationships:  # column changes only: all of them are in the UPDATE above
+            state._commit_all(state.dict, session.identity_map)
 
 
 @event.listens_for(Session, "before_flush")
