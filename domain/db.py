@@ -172,15 +172,21 @@ def driver_rows(
             cursor.execute(sql)  # no % formatting of the text by PyMySQL; sqlite3 takes no None
         else:
             cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description else []
+        rows = list(cursor.fetchall()) if cursor.description else []
+        # A text of several statements (a compound one, a folded COMMIT) answers one result per statement,
+        # and the error of a later one (a deadlock, a certification failure, a lost node) arrives only when
+        # its result is read: read them all here, where the error is handled, never first in `close()`.
+        nextset = getattr(cursor, "nextset", None)  # sqlite3 runs one statement and has none
+        while nextset is not None and nextset():
+            pass
+        cursor.close()
+        return rows
     except BaseException as exc:
         # SQLAlchemy's own error path for a statement (always raises): the same wrapping, hooks and
         # invalidation as `Connection.execute`; without an execution context, as for a cursor that failed
-        # before one existed.
+        # before one existed. It closes the cursor (or invalidates the connection) itself.
         conn._handle_dbapi_exception(exc, sql, params or (), cursor, None)
         raise
-    finally:
-        cursor.close()
 
 
 def plain_rows(session: Session, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:

@@ -58,3 +58,19 @@ def test_a_connection_the_server_dropped_is_invalidated(demo: Database) -> None:
     # The pool hands out a working connection next.
     with demo.session() as session:
         assert plain_rows(session, select(User.__table__.c.id).limit(1))
+
+
+@pytest.mark.mysql_only  # a compound statement with results of its own is MariaDB's
+def test_an_error_after_the_first_result_is_a_wrapped_error_of_the_statement(demo: Database) -> None:
+    """A compound statement answers its SELECT first; a later failure (here a SIGNAL, in production a deadlock or
+    a Galera certification failure at a folded COMMIT) arrives with the next result. It is the statement's error,
+    wrapped like any other, and the connection still serves: it never escapes raw from the cursor's close."""
+    with demo.session() as session:
+        conn = session.connection()
+        compound = "BEGIN NOT ATOMIC SELECT 7; SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'late failure'; END"
+        with pytest.raises(DBAPIError) as caught:
+            driver_rows(conn, compound)
+        assert "late failure" in str(caught.value.orig)
+        assert not caught.value.connection_invalidated
+        assert driver_rows(conn, "BEGIN NOT ATOMIC SELECT 8; SELECT 9; END") == [(8,)]
+        assert driver_rows(conn, "SELECT 1 + 1") == [(2,)]

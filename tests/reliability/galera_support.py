@@ -101,6 +101,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def failure_excerpt(logs: str, limit: int = 6000) -> str:
+    """The servers' tracebacks (what a 500 logged) if any, else the end of their logs."""
+    start = logs.find("Traceback (most recent call last)")
+    if start < 0:
+        return logs[-limit:]
+    return logs[max(0, logs.rfind("\n", 0, start - 400)) : start + limit]
+
+
 @contextmanager
 def servers(*urls: str, **env: str) -> Iterator[list[Server]]:
     started: list[Server] = []

@@ -39,6 +39,7 @@ from domain.settings import Settings
 from tests.conftest import GALERA_URLS, bearer, user_id
 from tests.reliability.galera_support import (
     Tally,
+    failure_excerpt,
     galera,
     node_url,
     send,
@@ -199,7 +200,7 @@ def test_two_servers_two_nodes_one_node_killed_and_rejoined(demo: Database, sett
         follower.join(300)
         logs = server_a.output() + server_b.output()
 
-    assert not errors, f"{errors[0]!r}\n{logs[-4000:]}"
+    assert not errors, f"{errors[0]!r}\n{failure_excerpt(logs)}"
     assert not tally.failures, tally.failures[:5]
     killed, rejoined = events["killed"], events["rejoined"]
     during = [index for when, index in served if killed + 1 < when < events["restarting"]]
