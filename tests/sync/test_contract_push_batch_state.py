@@ -373,3 +373,48 @@ def test_the_rows_a_batch_writes_with_its_commit_read_back_as_the_documents_it_p
     # 3 sales with their invoices; the stock rows they moved: truck 1's CYL12.7 and CYL9, customer 1's
     # CYL12.7 and CYL9, customer 2's CYL12.7
     assert demo.read(compare) == 3 + 5
+
+
+def test_a_customer_updated_between_two_sales_of_one_batch(
+    client: TestClient, driver_headers: dict[str, str], demo: Database
+) -> None:
+    """A sale reads its customer without the columns a sale never needs (version, stamps, phone); a
+    `customer.update` of the same customer later in the batch still checks and moves the real version, and
+    the documents published at the commit show the update, whichever change came first."""
+    start = demo.read(lambda s: s.get(Customer, 1))
+    version, phone = start.version, start.phone
+    changes = [
+        sale("u-1", 1),
+        {
+            "client_temp_id": "u-2",
+            "op": "customer.update",
+            "data": {"id": 1, "base_version": version, "phone": "+65 6111 2222"},
+        },
+        sale("u-3", 1),
+        {
+            "client_temp_id": "u-4",
+            "op": "customer.update",
+            "data": {"id": 1, "base_version": version + 1, "phone": "+65 6333 4444"},
+        },
+    ]
+    results = by_temp_id(push(client, driver_headers, changes))
+    assert {r["status"] for r in results.values()} == {"applied"}, results
+    assert "conflict" not in results["u-2"] and "conflict" not in results["u-4"], results
+    assert (results["u-2"]["version"], results["u-4"]["version"]) == (version + 1, version + 2)
+    assert phone != "+65 6333 4444"
+
+    def read(s: Any) -> Any:
+        customer = s.get(Customer, 1)
+        doc = orjson.loads(
+            s.scalars(select(FeedEntry.doc).where(FeedEntry.entity == "customer", FeedEntry.entity_id == 1)).one()
+        )
+        sales = s.scalars(
+            select(Transaction).where(Transaction.number.in_([results["u-1"]["number"], results["u-3"]["number"]]))
+        ).all()
+        return customer.version, customer.phone, doc, [t.customer_id for t in sales]
+
+    db_version, db_phone, doc, customers = demo.read(read)
+    assert (db_version, db_phone) == (version + 2, "+65 6333 4444")
+    assert (doc["version"], doc["phone"]) == (version + 2, "+65 6333 4444")
+    assert customers == [1, 1]
+    assert verify_chain(demo).ok
