@@ -877,12 +877,12 @@ def write_ledger(session: Session, commit: bool = False) -> None:
     ]
     # 3. The late lock: every counter row the transaction moves, in one statement, in the key's order. On
     # MariaDB a small unit without document numbers takes it inside its writes' own statement instead.
-    if not ledger.numbers and _one_trip_fits(feed_rows, audit_rows):
+    if _one_trip_fits(feed_rows, audit_rows, ledger.numbers):
         try:
             _write_in_one_trip(LockedWrites(session, single=True), ledger, feed_rows, audit_rows, commit)
             return
         except NotOneTrip:
-            pass  # nothing was sent: the usual two round trips below
+            pass  # nothing was sent, no row changed: the usual two round trips below
     counters = _lock_counters(session, ledger)
     writes = LockedWrites(session)  # from here to the COMMIT: one round trip on MariaDB
     # Counter rows this transaction moves, written by one statement at the end: name -> value.
@@ -1142,8 +1142,12 @@ ONE_TRIP_ROWS = 20
 ONE_TRIP_TEXT = 1 << 20
 
 
-def _one_trip_fits(feed_rows: list[dict[str, Any]], audit_rows: list[dict[str, Any]]) -> bool:
+def _one_trip_fits(
+    feed_rows: list[dict[str, Any]], audit_rows: list[dict[str, Any]], numbers: list[tuple[str, str]]
+) -> bool:
     if len(feed_rows) > ONE_TRIP_ROWS or len(audit_rows) > ONE_TRIP_ROWS or not (feed_rows or audit_rows):
+        return False
+    if len(numbers) > ONE_TRIP_ROWS:
         return False
     size = sum(len(r["doc"]) for r in feed_rows) + sum(len(r["context"]) for r in audit_rows)
     return size <= ONE_TRIP_TEXT
@@ -1156,64 +1160,137 @@ def _write_in_one_trip(
     audit_rows: list[dict[str, Any]],
     commit: bool,
 ) -> None:
-    """MariaDB, a unit without document numbers (most small pushes): the late lock, the seqs, the audit
-    chain and every locked write in one compound statement, ended by the COMMIT when it may be.
+    """MariaDB, a small unit (most pushes, a sale included): the late lock, the document numbers, the seqs,
+    the audit chain and every locked write in one compound statement, ended by the COMMIT when it may be.
 
-    The two-trip path locks the counter rows, computes the seqs and hashes in Python and sends the writes:
-    every writer then waits on those rows for a round trip plus however long the holder's thread waits
-    for its worker's GIL, which under a fleet's load was the whole bound (the holder's time, ~3 ms a push,
-    capped all processes together). Here the server holds them only while it runs the statement:
+    The two-trip path locks the counter rows, computes the numbers, seqs and hashes in Python and sends the
+    writes: every writer then waits on those rows for a round trip plus however long the holder's thread
+    waits for its worker's GIL, which under a fleet's load was the whole bound (the holder's time, ~3 ms a
+    push, capped all processes together). Here the server holds them only while it runs the statement:
 
-        DECLARE lpg_a, lpg_f, lpg_h0..lpg_hN;
-        SELECT <audit value>, <audit head>, <feed value> INTO lpg_a, lpg_h0, lpg_f ... FOR UPDATE;
-        SET lpg_hK = SHA2(CONCAT('[', lpg_a + K, ',', '<entry K as canonical JSON>', ',"', lpg_hK-1, '"]'), 256);
+        DECLARE lpg_a, lpg_f, lpg_s<series>, lpg_n<token>, lpg_h0..lpg_hN;
+        SELECT <audit value>, <audit head>, <feed value>, <each series' value> INTO ... FOR UPDATE;
+        IF lpg_sK IS NULL THEN <the series' row at zero>; SELECT value INTO lpg_sK ... FOR UPDATE; END IF;
+        SET lpg_nI = CONCAT('<series>-', LPAD(lpg_sK + J, ...));           -- the tokens' numbers
+        SET lpg_hK = SHA2(CONCAT('[', lpg_a + K, ',', REPLACE('<entry K as canonical JSON>', '<token>',
+                          lpg_nI), ',"', lpg_hK-1, '"]'), 256);
+        UPDATE <a table> SET number = CASE number WHEN '<token>' THEN lpg_nI END WHERE number IN (...);
         <the deferred writes>; <the feed rows, seq lpg_f + K>; <the audit rows, id lpg_a + K>;
-        UPDATE counters ...; SELECT lpg_f + <feed rows>; [COMMIT;]
+        UPDATE counters ...; SELECT lpg_f + <feed rows>, lpg_n1, ...; [COMMIT;]
+
+    Every text that names a token (a document, an audit context, a stored answer, a Message-ID) is sent
+    with the token and written through `REPLACE(text, token, lpg_nI)`: the same text `with_numbers` makes
+    (tokens and numbers are plain ASCII, so JSON escapes nothing in either). Numbers are given as `_assign`
+    gives them: per series, in the order the tokens were handed out, from the locked counter on; a series'
+    first use in a year creates its row at zero and locks it, as `_lock_counters` does.
 
     The hash is `audit_hash`'s, byte for byte: the entry's fields are the same canonical JSON text
     (`_audit_fields`), quoted by doubling (NO_BACKSLASH_ESCAPES), hashed as UTF-8 (utf8mb4 variables and
     connection); `tests/audit/test_integration_one_trip_chain.py` checks it against Python's. The counter rows
-    are read in their key's order by the same index as the two-trip lock, so writers never wait in a circle."""
+    are read in their key's order by the same index as the two-trip lock, so writers never wait in a circle.
+    Nothing of `feed_rows`, `audit_rows` or the ledger is changed before the statement is sent: on
+    `NotOneTrip` the two-trip path takes them as they were."""
     quote = row_literals(writes.cursor.connection) if writes.batched else None
     if quote is None:
         raise NotOneTrip("needs MariaDB's compound statement and NO_BACKSLASH_ESCAPES")
+
+    def literal(value: str) -> str:
+        return quote((value,))[1:-1]
+
+    feed_rows = [dict(row) for row in feed_rows]
+    audit_rows = [dict(row) for row in audit_rows]
+    series = sorted({name for name, _ in ledger.numbers})
+    tokens = [token for _, token in ledger.numbers]
+    slot = {token: f"lpg_n{i}" for i, token in enumerate(tokens)}
+
+    def numbered(value: str) -> str:
+        """SQL for `value` with every token of this unit replaced by its number (a literal if none)."""
+        sql = literal(value)
+        if TOKEN_MARK in value:
+            for token in dict.fromkeys(_TOKEN.findall(value)):
+                if token in slot:
+                    sql = f"REPLACE({sql}, {literal(token)}, {slot[token]})"
+        return sql
+
+    def numbered_row(row: dict[str, Any]) -> dict[str, Any]:
+        if not tokens:
+            return row
+        return {
+            key: SqlText(numbered(value)) if isinstance(value, str) and TOKEN_MARK in value else value
+            for key, value in row.items()
+        }
+
     n_audit, n_feed = len(audit_rows), len(feed_rows)
     prelude = ["DECLARE lpg_a BIGINT", "DECLARE lpg_f BIGINT"]
+    prelude += [f"DECLARE lpg_s{k} BIGINT" for k in range(len(series))]
+    prelude += [f"DECLARE {slot[token]} VARCHAR(64) CHARACTER SET utf8mb4" for token in tokens]
     prelude += [f"DECLARE lpg_h{k} VARCHAR(64) CHARACTER SET utf8mb4" for k in range(n_audit + 1)]
-    names = quote((AUDIT_COUNTER, FEED_COUNTER))
-    audit_name, feed_name = quote((AUDIT_COUNTER,))[1:-1], quote((FEED_COUNTER,))[1:-1]
+    names = quote(tuple(sorted({AUDIT_COUNTER, FEED_COUNTER, *series})))
+    audit_name, feed_name = literal(AUDIT_COUNTER), literal(FEED_COUNTER)
+    series_values = "".join(f", MAX(CASE WHEN name = {literal(name)} THEN value END)" for name in series)
+    series_into = "".join(f", lpg_s{k}" for k in range(len(series)))
     prelude.append(
         f"SELECT MAX(CASE WHEN name = {audit_name} THEN value END), MAX(CASE WHEN name = {audit_name} THEN head END),"
-        f" MAX(CASE WHEN name = {feed_name} THEN value END) INTO lpg_a, lpg_h0, lpg_f"
+        f" MAX(CASE WHEN name = {feed_name} THEN value END){series_values} INTO lpg_a, lpg_h0, lpg_f{series_into}"
         f" FROM counters WHERE name IN {names} FOR UPDATE"
     )
-    prelude.append(f"SET lpg_h0 = COALESCE(NULLIF(lpg_h0, ''), {quote((GENESIS_HASH,))[1:-1]})")
-    for k, row in enumerate(audit_rows, 1):
-        literal = quote((_audit_fields(*(row[name] for name in AUDIT_FIELDS)).decode(),))[1:-1]
+    prelude.append(f"SET lpg_h0 = COALESCE(NULLIF(lpg_h0, ''), {literal(GENESIS_HASH)})")
+    moved: dict[str, int | str] = {}
+    given: dict[str, int] = {}
+    for k, name in enumerate(series):  # a series' first use in a year: its row at zero, then locked
         prelude.append(
-            f"SET lpg_h{k} = SHA2(CONCAT('[', lpg_a + {k}, ',', {literal}, ',\"', lpg_h{k - 1}, '\"]'), 256)"
+            f"IF lpg_s{k} IS NULL THEN INSERT INTO counters (name, value) VALUES ({literal(name)}, 0)"
+            f" ON DUPLICATE KEY UPDATE value = value; SELECT value INTO lpg_s{k} FROM counters"
+            f" WHERE name = {literal(name)} FOR UPDATE; END IF"
         )
+    for name, token in ledger.numbers:
+        k = series.index(name)
+        given[name] = given.get(name, 0) + 1
+        value = f"lpg_s{k} + {given[name]}"
+        prelude.append(
+            f"SET {slot[token]} = CONCAT({literal(name + '-')}, LPAD({value}, GREATEST(6, CHAR_LENGTH({value})), '0'))"
+        )
+    for k, name in enumerate(series):
+        moved[name] = SqlText(f"lpg_s{k} + {given[name]}")
+    for k, row in enumerate(audit_rows, 1):
+        fields = numbered(_audit_fields(*(row[name] for name in AUDIT_FIELDS)).decode())
+        prelude.append(f"SET lpg_h{k} = SHA2(CONCAT('[', lpg_a + {k}, ',', {fields}, ',\"', lpg_h{k - 1}, '\"]'), 256)")
         row["id"], row["prev_hash"], row["hash"] = (
             SqlText(f"lpg_a + {k}"),
             SqlText(f"lpg_h{k - 1}"),
             SqlText(f"lpg_h{k}"),
         )
+        if tokens and TOKEN_MARK in row["context"]:
+            row["context"] = SqlText(numbered(row["context"]))
     for k, row in enumerate(feed_rows, 1):
         row["seq"] = SqlText(f"lpg_f + {k}")
+        if tokens and TOKEN_MARK in row["doc"]:
+            row["doc"] = SqlText(numbered(row["doc"]))
     for sql in prelude:
         writes._add(sql, compound=True)
-    writes.deferred(ledger.deferred)
+    for column, chunk in _renames(ledger.sinks, {}):  # each column written with tokens: one UPDATE
+        table, name = writes.quote(column.table.name), writes.quote(column.name)  # type: ignore[attr-defined]
+        cases = " ".join(f"WHEN {literal(old)} THEN {numbered(old)}" for old, _ in chunk)
+        olds = ", ".join(literal(old) for old, _ in chunk)
+        writes._add(f"UPDATE {table} SET {name} = CASE {name} {cases} END WHERE {name} IN ({olds})")
+    writes.deferred(
+        [(stmt, [numbered_row(row) for row in rows], moved_row) for stmt, rows, moved_row in ledger.deferred]
+    )
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
-    moved: dict[str, int | str] = {}
     if n_audit:
         moved[AUDIT_COUNTER] = SqlText(f"lpg_a + {n_audit}")
     if n_feed:
         moved[FEED_COUNTER] = SqlText(f"lpg_f + {n_feed}")
     writes.counters(moved, SqlText(f"lpg_h{n_audit}") if n_audit else None)
-    writes._add(f"SELECT lpg_f + {n_feed}", compound=True)
+    writes._add(f"SELECT lpg_f + {n_feed}" + "".join(f", {slot[token]}" for token in tokens), compound=True)
     rows = writes.send(commit=commit, last=True)
-    unit_state(writes.session).last_seq = int(rows[0][0])
+    session = writes.session
+    unit_state(session).last_seq = int(rows[0][0])
+    if tokens:
+        numbers = dict(zip(tokens, (str(number) for number in rows[0][1:]), strict=True))
+        _number_in_memory(session, ledger, numbers)
+        unit_state(session).numbered = numbers
     ledger.clear()
 
 

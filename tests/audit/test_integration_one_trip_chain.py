@@ -18,7 +18,7 @@ from domain.audit.verify import verify_chain
 from domain.db import Database
 from domain.feed.models import Counter, FeedEntry
 from domain.ledger import AUDIT_COUNTER, FEED_COUNTER, GENESIS_HASH, audit_hash
-from tests.support.sync_support import by_temp_id, push
+from tests.support.sync_support import by_temp_id, push, recent
 
 NAMES = [
     "O'Brien's \\ Kopi",
@@ -111,3 +111,99 @@ def test_any_text_gives_the_same_hash_in_the_database_as_in_python(
         assert result["status"] == "rejected", result
         return
     check_chain(demo)
+
+
+def test_small_sales_are_numbered_inside_the_statement_as_python_numbers_them(
+    demo: Database, client: TestClient, driver_headers: dict[str, str]
+) -> None:
+    """A sale's TRX and INV numbers are given where its seqs and hashes are (on MariaDB inside the one-trip
+    statement, the series' first row of the year created there too): consecutive per series, in the order
+    of the changes, the same in the answer, the rows, the published documents, the audit contexts (hashed
+    as Python hashes them) and the stored answers a resend returns; no token is left anywhere."""
+    check_chain(demo)
+    at = recent()
+    sales = []
+    for i, name in enumerate(NAMES[:3]):
+        sales.append(
+            [
+                {"client_temp_id": f"ns-c{i}", "op": "customer.create", "data": {"name": name, "address": "1 Rd"}},
+                *[
+                    {
+                        "client_temp_id": f"ns-s{i}-{k}",
+                        "op": "transaction.create",
+                        "data": {
+                            "customer": f"ns-c{i}",
+                            "truck": 1,
+                            "confirm": True,
+                            "occurred_at": at,
+                            "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": 1}],
+                        },
+                    }
+                    for k in range(1 + i % 2)  # one sale, then two in one push, then one
+                ],
+            ]
+        )
+    answers = {}
+    for changes in sales:
+        response = push(client, driver_headers, changes, device="tab-numbers")
+        assert {r["status"] for r in response["results"]} == {"applied"}, response
+        answers.update(by_temp_id(response))
+    check_chain(demo)
+    order = [c["client_temp_id"] for changes in sales for c in changes if c["op"] == "transaction.create"]
+    numbers = [answers[t]["number"] for t in order]
+    invoices = [answers[t]["related"]["invoice"]["number"] for t in order]
+    year = numbers[0].split("-")[1]
+    assert numbers == [f"TRX-{year}-{n:06d}" for n in range(1, len(order) + 1)]
+    assert invoices == [f"INV-{year}-{n:06d}" for n in range(1, len(order) + 1)]
+
+    def read(s: Any) -> Any:
+        rows = s.execute(text("SELECT id, number FROM transactions ORDER BY id")).all()
+        docs = s.execute(text("SELECT doc FROM change_feed WHERE entity IN ('transaction', 'invoice')")).scalars()
+        contexts = s.execute(text("SELECT context FROM audit_log")).scalars()
+        stored = s.execute(text("SELECT result FROM sync_applied WHERE device_id = 'tab-numbers'")).scalars()
+        counters = dict(s.execute(text("SELECT name, value FROM counters")).all())
+        return rows, list(docs), list(contexts), list(stored), counters
+
+    rows, docs, contexts, stored, counters = demo.read(read)
+    assert [number for _, number in rows] == numbers
+    assert counters[f"TRX-{year}"] == counters[f"INV-{year}"] == len(order)
+    for blob in [*docs, *contexts, *stored]:
+        assert "~N" not in blob, blob
+    published = "\n".join(docs)
+    assert all(n in published for n in numbers + invoices)
+    assert sum(n in "\n".join(contexts) for n in numbers) == len(numbers)
+    # A resend is answered from the stored answers: the same numbers.
+    again = by_temp_id(push(client, driver_headers, sales[1], device="tab-numbers"))
+    for t in ("ns-s1-0", "ns-s1-1"):
+        assert again[t]["status"] == "duplicate" and again[t]["number"] == answers[t]["number"]
+
+
+def test_a_number_past_six_digits_is_written_as_python_writes_it(
+    demo: Database, client: TestClient, driver_headers: dict[str, str]
+) -> None:
+    """`number_text` pads to 6 digits and grows past them; the statement's LPAD must not cut the number."""
+    first = push(client, driver_headers, [sale_change("big-0")], device="tab-big")
+    year = by_temp_id(first)["big-0"]["number"].split("-")[1]
+    with demo.engine.begin() as conn:
+        conn.execute(text("UPDATE counters SET value = 999998 WHERE name IN (:trx, :inv)"),
+                     {"trx": f"TRX-{year}", "inv": f"INV-{year}"})  # fmt: skip
+    second = by_temp_id(push(client, driver_headers, [sale_change("big-1"), sale_change("big-2")], device="tab-big"))
+    assert [second[t]["number"] for t in ("big-1", "big-2")] == [f"TRX-{year}-999999", f"TRX-{year}-1000000"]
+    assert second["big-2"]["related"]["invoice"]["number"] == f"INV-{year}-1000000"
+    stored = demo.read(lambda s: s.execute(text("SELECT number FROM invoices ORDER BY id DESC LIMIT 1")).scalar_one())
+    assert stored == f"INV-{year}-1000000"
+    check_chain(demo)
+
+
+def sale_change(temp_id: str) -> dict[str, Any]:
+    return {
+        "client_temp_id": temp_id,
+        "op": "transaction.create",
+        "data": {
+            "customer": 1,
+            "truck": 1,
+            "confirm": True,
+            "occurred_at": recent(),
+            "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": 1}],
+        },
+    }

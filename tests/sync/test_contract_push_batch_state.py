@@ -146,8 +146,8 @@ def test_stock_and_numbers_of_a_batch_add_up(
 def test_statements_do_not_grow_with_the_batch(
     client: TestClient, driver_headers: dict[str, str], demo: Database
 ) -> None:
-    """Confirmed sales are checked against rows locked once and written together: 4 or 12 sales cost
-    the same number of statements, apart from SQLite's row-at-a-time INSERT ... RETURNING (no round trips
+    """Confirmed sales are checked against rows locked once and written together: 2, 4 or 12 sales cost
+    the same number of statements (on MariaDB one more past the one-trip statement's size), apart from SQLite's row-at-a-time INSERT ... RETURNING (no round trips
     there). A service that flushed or queried per sale would make the count grow with the batch."""
     statements: list[str] = []
 
@@ -167,8 +167,11 @@ def test_statements_do_not_grow_with_the_batch(
         return len(statements)
 
     cost("warm", 2)  # first use of the number series and of both sites' stock rows
-    small, large = cost("s", 4), cost("l", 12)  # truck 1 holds 20 x CYL12.7
-    assert large == small, (small, large)
+    small, medium, large = cost("s", 2), cost("m", 4), cost("l", 12)  # truck 1 holds 20 x CYL12.7
+    assert medium == small, (small, medium)
+    # On MariaDB 12 sales write more feed rows than the one-trip statement takes (domain.ledger.ONE_TRIP_ROWS):
+    # the late lock is then a statement of its own, and that is the only difference.
+    assert large == small + (1 if demo.dialect == "mysql" else 0), (small, large)
 
 
 def test_a_change_that_refuses_after_writing_sends_the_batch_change_by_change(
