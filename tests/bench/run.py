@@ -60,7 +60,7 @@ import ormsgpack
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.floor_sale import floor_sale_push, floor_sale_setup  # noqa: E402
+from tests.bench.floor_sale import OUR_SALE_TRIPS, floor_sale_push, floor_sale_setup  # noqa: E402
 from tests.bench.peer import Peer, decode, pouchdb_server  # noqa: E402
 from tests.bench.replay_floor import replay_floor_rate  # noqa: E402
 
@@ -531,7 +531,7 @@ def floor_rows(args: argparse.Namespace, url: str, seconds: float) -> list[dict[
     for label, push in (
         ("1-change customer push (9 round trips)", floor_customer_push(url)),
         (
-            "1-change confirmed sale (4 round trips; ours: 6), each thread its own truck and customer",
+            f"1-change confirmed sale (4 round trips; ours: {OUR_SALE_TRIPS}), each thread its own truck and customer",
             floor_sale_push(pairs),
         ),
     ):
