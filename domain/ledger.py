@@ -1273,9 +1273,15 @@ def _write_in_one_trip(
         cases = " ".join(f"WHEN {literal(old)} THEN {numbered(old)}" for old, _ in chunk)
         olds = ", ".join(literal(old) for old, _ in chunk)
         writes._add(f"UPDATE {table} SET {name} = CASE {name} {cases} END WHERE {name} IN ({olds})")
-    writes.deferred(
-        [(stmt, [numbered_row(row) for row in rows], moved_row) for stmt, rows, moved_row in ledger.deferred]
-    )
+    deferred: list[Deferred] = []
+    for stmt, values, moved_row in ledger.deferred:
+        if moved_row is not None:  # an UPDATE's values go through PyMySQL's escaping: no SQL expression there
+            if tokens and any(isinstance(v, str) and TOKEN_MARK in v for row in values for v in row.values()):
+                raise NotOneTrip("an UPDATE whose values name a document number")
+            deferred.append((stmt, values, moved_row))
+        else:
+            deferred.append((stmt, [numbered_row(row) for row in values], moved_row))
+    writes.deferred(deferred)
     _upsert_feed(writes, feed_rows)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
     if n_audit:

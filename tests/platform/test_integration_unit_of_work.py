@@ -229,3 +229,31 @@ def test_a_unit_committed_by_its_last_statement_leaves_the_next_units_on_its_con
         single.dispose()
     assert seen == [100, 101, 102]
     assert next(r for r in snapshot(demo)["stock"] if r[:2] == (1, 1))[2] == 17  # type: ignore[union-attr,index]
+
+
+def test_an_update_under_the_late_lock_that_names_a_number_gets_the_number(demo: Database) -> None:
+    """A deferred UPDATE whose values name a token (`update_one_after_numbers`) is written with the number,
+    whichever way the unit's locked writes go (on MariaDB such an UPDATE cannot ride in the one-trip statement,
+    whose numbers are SQL expressions, so the unit takes the two round trips)."""
+    from sqlalchemy import bindparam, update
+
+    from domain.catalog.models import Customer
+    from domain.ledger import update_one_after_numbers
+
+    customers = Customer.__table__.c
+    rename = (
+        update(Customer.__table__)
+        .where(customers.id == bindparam("b_id"))
+        .values(name=bindparam("b_name"), version=customers.version + 1)
+    )
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        take_from_truck(uow.session, 1)  # a feed row and an audit entry: a small unit
+        number = allocate_number(uow.session, "DIST", 2034)
+        update_one_after_numbers(uow.session, rename, {"b_id": 1, "b_name": f"Paid with {number}"}, "customer 1")
+        return number
+
+    number = demo.run(work)
+    assert number == "DIST-2034-000001"
+    assert demo.read(lambda s: s.get(Customer, 1)).name == "Paid with DIST-2034-000001"
+    assert counter_value(demo, "DIST-2034") == 1
