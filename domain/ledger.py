@@ -876,7 +876,7 @@ def write_ledger(session: Session, commit: bool = False) -> None:
         for a in ledger.audits
     ]
     # 3. The late lock: every counter row the transaction moves, in one statement, in the key's order. On
-    # MariaDB a small unit without document numbers takes it inside its writes' own statement instead.
+    # MariaDB a small unit (document numbers included) takes it inside its writes' own statement instead.
     if _one_trip_fits(feed_rows, audit_rows, ledger.numbers):
         try:
             _write_in_one_trip(LockedWrites(session, single=True), ledger, feed_rows, audit_rows, commit)
