@@ -18,7 +18,7 @@ from domain.audit.verify import verify_chain
 from domain.db import Database
 from domain.feed.models import Counter, FeedEntry
 from domain.ledger import AUDIT_COUNTER, FEED_COUNTER, GENESIS_HASH, audit_hash
-from tests.support.sync_support import by_temp_id, push, recent
+from tests.support.sync_support import by_temp_id, confirmed_sale, push
 
 NAMES = [
     "O'Brien's \\ Kopi",
@@ -121,26 +121,12 @@ def test_small_sales_are_numbered_inside_the_statement_as_python_numbers_them(
     of the changes, the same in the answer, the rows, the published documents, the audit contexts (hashed
     as Python hashes them) and the stored answers a resend returns; no token is left anywhere."""
     check_chain(demo)
-    at = recent()
     sales = []
     for i, name in enumerate(NAMES[:3]):
         sales.append(
             [
                 {"client_temp_id": f"ns-c{i}", "op": "customer.create", "data": {"name": name, "address": "1 Rd"}},
-                *[
-                    {
-                        "client_temp_id": f"ns-s{i}-{k}",
-                        "op": "transaction.create",
-                        "data": {
-                            "customer": f"ns-c{i}",
-                            "truck": 1,
-                            "confirm": True,
-                            "occurred_at": at,
-                            "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": 1}],
-                        },
-                    }
-                    for k in range(1 + i % 2)  # one sale, then two in one push, then one
-                ],
+                *[confirmed_sale(f"ns-s{i}-{k}", f"ns-c{i}") for k in range(1 + i % 2)],  # 1, then 2, then 1
             ]
         )
     answers = {}
@@ -182,28 +168,16 @@ def test_a_number_past_six_digits_is_written_as_python_writes_it(
     demo: Database, client: TestClient, driver_headers: dict[str, str]
 ) -> None:
     """`number_text` pads to 6 digits and grows past them; the statement's LPAD must not cut the number."""
-    first = push(client, driver_headers, [sale_change("big-0")], device="tab-big")
+    first = push(client, driver_headers, [confirmed_sale("big-0")], device="tab-big")
     year = by_temp_id(first)["big-0"]["number"].split("-")[1]
     with demo.engine.begin() as conn:
         conn.execute(text("UPDATE counters SET value = 999998 WHERE name IN (:trx, :inv)"),
                      {"trx": f"TRX-{year}", "inv": f"INV-{year}"})  # fmt: skip
-    second = by_temp_id(push(client, driver_headers, [sale_change("big-1"), sale_change("big-2")], device="tab-big"))
+    second = by_temp_id(
+        push(client, driver_headers, [confirmed_sale("big-1"), confirmed_sale("big-2")], device="tab-big")
+    )
     assert [second[t]["number"] for t in ("big-1", "big-2")] == [f"TRX-{year}-999999", f"TRX-{year}-1000000"]
     assert second["big-2"]["related"]["invoice"]["number"] == f"INV-{year}-1000000"
     stored = demo.read(lambda s: s.execute(text("SELECT number FROM invoices ORDER BY id DESC LIMIT 1")).scalar_one())
     assert stored == f"INV-{year}-1000000"
     check_chain(demo)
-
-
-def sale_change(temp_id: str) -> dict[str, Any]:
-    return {
-        "client_temp_id": temp_id,
-        "op": "transaction.create",
-        "data": {
-            "customer": 1,
-            "truck": 1,
-            "confirm": True,
-            "occurred_at": recent(),
-            "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": 1}],
-        },
-    }

@@ -21,7 +21,7 @@ from domain.sales.models import Transaction
 from domain.settings import Settings
 from reconcile.batch import apply_batch
 from reconcile.envelope import parse_envelope
-from tests.support.sync_support import recent
+from tests.support.sync_support import confirmed_sale as sale
 
 DRIVER = Actor(2, "driver1", "driver")
 NUMBER = re.compile(r"^(TRX|INV)-\d{4}-\d{6}$")
@@ -34,20 +34,6 @@ TEXTS = (
     ("change_feed", "doc"),
     ("audit_log", "context"),
 )
-
-
-def sale(temp_id: str, truck: int = 1, customer: Any = 1, qty: int = 1) -> dict[str, Any]:
-    return {
-        "client_temp_id": temp_id,
-        "op": "transaction.create",
-        "data": {
-            "customer": customer,
-            "truck": truck,
-            "confirm": True,
-            "occurred_at": recent(),
-            "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": qty}],
-        },
-    }
 
 
 def push(db: Database, device: str, changes: list[dict[str, Any]], dry_run: bool = False) -> dict[str, Any]:

@@ -21,6 +21,22 @@ def recent(minutes: int = 30) -> str:
     return moment.astimezone(timezone(timedelta(hours=8))).isoformat(timespec="seconds")
 
 
+def confirmed_sale(
+    temp_id: str, customer: int | str = 1, *, truck: int = 1, qty: int = 1, reading: str | None = None
+) -> dict[str, Any]:
+    """A `transaction.create` change: a confirmed sale of `qty` full CYL12.7 from `truck`, just now."""
+    data: dict[str, Any] = {
+        "customer": customer,
+        "truck": truck,
+        "confirm": True,
+        "occurred_at": recent(),
+        "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": qty}],
+    }
+    if reading is not None:
+        data["meter"] = {"reading": reading}
+    return {"client_temp_id": temp_id, "op": "transaction.create", "data": data}
+
+
 def push(
     client: TestClient,
     headers: dict[str, str],

@@ -26,19 +26,7 @@ from domain.sales.models import MeterReading, Transaction
 from domain.service import Call, Outcome
 from reconcile.ops import OPS, Op
 from tests.support.sync_support import by_temp_id, push, recent
-
-
-def sale(temp_id: str, customer: int | str, *, reading: str | None = None, qty: int = 1) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "customer": customer,
-        "truck": 1,
-        "confirm": True,
-        "occurred_at": recent(),
-        "deliveries": [{"equipment": "CYL12.7", "kind": "full_deliver", "qty": qty}],
-    }
-    if reading is not None:
-        data["meter"] = {"reading": reading}
-    return {"client_temp_id": temp_id, "op": "transaction.create", "data": data}
+from tests.support.sync_support import confirmed_sale as sale
 
 
 def test_readings_of_one_batch_build_on_each_other(
