@@ -255,6 +255,22 @@ def test_logout_ends_the_session_and_its_access_tokens(client: TestClient, demo:
     assert len(audits(demo, "logout")) == 1
 
 
+def test_an_access_token_already_verified_stops_working_at_logout_on_every_path(
+    client: TestClient, demo: Database
+) -> None:
+    """The process keeps the tokens it has verified (their signature and claims); it still asks the database
+    whether their login session is alive on each request, on a plain endpoint and on a push alike."""
+    pair = tokens(client)
+    headers = {"Authorization": f"Bearer {pair['access']}"}
+    push = {"device_id": "tab-logout", "changes": []}
+    for _ in range(2):  # the second time from the verified tokens
+        assert me(client, pair["access"]).status_code == 200
+        assert client.post("/api/v1/sync/push", json=push, headers=headers).status_code == 200
+    assert client.post(LOGOUT, json={"refresh": pair["refresh"]}).status_code == 204
+    assert_error(me(client, pair["access"]), 401, "invalid_token")
+    assert_error(client.post("/api/v1/sync/push", json=push, headers=headers), 401, "invalid_token")
+
+
 def test_logout_with_a_rotated_or_expired_token_still_ends_the_family(
     client: TestClient, demo: Database, settings: Settings
 ) -> None:

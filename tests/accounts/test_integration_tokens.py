@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
+from domain.accounts import tokens
 from domain.accounts.models import User
-from domain.accounts.tokens import ACCESS, ISSUER, REFRESH, encode_token
+from domain.accounts.tokens import ACCESS, ISSUER, REFRESH, decode_token, encode_token
 from domain.clock import utcnow
 from domain.db import Database
+from domain.errors import InvalidToken, TokenExpired
 from domain.settings import Settings
 from tests.api.test_integration_http_edge import assert_error
 from tests.conftest import SECRET
@@ -198,3 +200,43 @@ def test_tokens_carry_only_what_they_need(settings: Settings) -> None:
     payload = jwt.decode(refresh, SECRET, algorithms=["HS256"], issuer=ISSUER)
     assert payload["exp"] - payload["iat"] == settings.refresh_ttl_seconds == 7 * 24 * 3600
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_a_verified_token_is_checked_for_expiry_again_on_each_use(
+    client: TestClient, demo: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process remembers the tokens it has verified, never past their expiry (and PyJWT's leeway)."""
+    token, issued = encode_token(settings, DRIVER1, ACCESS)
+    assert get(client, token).status_code == 200
+    assert decode_token(settings, token, ACCESS) == issued  # from what the request verified
+    expiry = issued.expires_at.timestamp()
+    monkeypatch.setattr(tokens, "time", type("Clock", (), {"time": staticmethod(lambda: expiry + 4)}))
+    assert decode_token(settings, token, ACCESS) == issued  # inside the leeway
+    monkeypatch.setattr(tokens, "time", type("Clock", (), {"time": staticmethod(lambda: expiry + 6)}))
+    with pytest.raises(TokenExpired):
+        decode_token(settings, token, ACCESS)
+
+
+def test_a_verified_token_is_taken_only_for_its_type_and_key(
+    client: TestClient, demo: Database, settings: Settings
+) -> None:
+    access, _ = encode_token(settings, DRIVER1, ACCESS)
+    refresh, _ = encode_token(settings, DRIVER1, REFRESH)
+    assert decode_token(settings, access, ACCESS).token_type == ACCESS
+    assert decode_token(settings, refresh, REFRESH).token_type == REFRESH
+    with pytest.raises(InvalidToken):
+        decode_token(settings, access, REFRESH)
+    assert_error(get(client, refresh), 401, "invalid_token")
+    other = Settings.from_env({"LPG_SECRET_KEY": "another-key-" + "z" * 40})
+    with pytest.raises(InvalidToken):
+        decode_token(other, access, ACCESS)
+
+
+def test_the_verified_tokens_are_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "VERIFIED_MAX", 3)
+    tokens.VERIFIED.clear()
+    made = [encode_token(settings, DRIVER1, ACCESS)[0] for _ in range(5)]
+    for token in made:
+        decode_token(settings, token, ACCESS)
+    assert len(tokens.VERIFIED._claims) == 3
+    assert [key[2] for key in tokens.VERIFIED._claims] == made[2:]  # the oldest went first
