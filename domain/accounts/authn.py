@@ -10,7 +10,10 @@ Every surface that authenticates calls this, so a revocation holds everywhere at
   login's throttle, timing-safe password check and failure audit (domain.accounts.sessions.check_credentials),
   so a reset password stops working on the next request.
 
-Nothing is cached in memory: no answer of this function outlives a revocation.
+No answer of this function outlives a revocation: the user and the session are read on every request.
+What a process remembers is only what cannot go stale: a token text it has verified, with its key and type
+(domain.accounts.tokens.VERIFIED, the expiry checked again on each use), and, on the CouchDB surface, a Basic
+check that succeeded, tied to the very password hash it was checked against (sync.couch.common).
 """
 
 from __future__ import annotations
