@@ -95,7 +95,7 @@ class _Verified:
 
     def get(self, settings: Settings, token: str, expected_type: str) -> TokenClaims | None:
         claims = self._claims.get((settings.secret_key, expected_type, token))
-        if claims is not None and claims.expires_at.timestamp() < time.time() - LEEWAY_SECONDS:
+        if claims is not None and claims.expires_at.timestamp() <= time.time() - LEEWAY_SECONDS:
             raise TokenExpired("the token has expired; refresh it or log in again")  # as PyJWT would say
         return claims
 
