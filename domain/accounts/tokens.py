@@ -10,7 +10,6 @@ token) is `invalid_token`; an expired one is `token_expired`.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import jwt
 
 from domain.clock import utcnow
 from domain.errors import InvalidToken, TokenExpired
+from domain.memo import BoundedMemo
 from domain.settings import Settings
 
 ALGORITHM = "HS256"
@@ -32,6 +32,7 @@ LEEWAY_SECONDS = 5
 MAX_USER_ID = 2**63 - 1
 # Tokens whose signature and claims this process has verified (see `decode_token`); at most this many.
 VERIFIED_MAX = 4096
+EXPIRED = "the token has expired; refresh it or log in again"
 
 
 @dataclass(frozen=True)
@@ -80,37 +81,13 @@ def encode_token(
     return jwt.encode(payload, settings.secret_key, algorithm=ALGORITHM), claims
 
 
-class _Verified:
-    """The claims of tokens already verified by this process, so that a device's next request with the same
-    token skips PyJWT's decoding and HMAC check (about 60 us of a small push's CPU). What it holds is a pure
-    function of the token text and the key (both are the key of an entry), so it never goes stale: the
-    expiry is checked again on every use, and whether the token's user and login session are still active
-    is not decided here at all; that is read from the database on every request, so a revocation or a
-    deactivation counts at once in every process. Only successes are kept (a wrong token costs its
-    full check each time) and at most `VERIFIED_MAX` of them, the oldest dropped first."""
-
-    def __init__(self) -> None:
-        self._claims: dict[tuple[str, str, str], TokenClaims] = {}
-        self._lock = threading.Lock()
-
-    def get(self, settings: Settings, token: str, expected_type: str) -> TokenClaims | None:
-        claims = self._claims.get((settings.secret_key, expected_type, token))
-        if claims is not None and claims.expires_at.timestamp() <= time.time() - LEEWAY_SECONDS:
-            raise TokenExpired("the token has expired; refresh it or log in again")  # as PyJWT would say
-        return claims
-
-    def put(self, settings: Settings, token: str, claims: TokenClaims) -> None:
-        with self._lock:
-            while len(self._claims) >= VERIFIED_MAX:
-                del self._claims[next(iter(self._claims))]
-            self._claims[(settings.secret_key, claims.token_type, token)] = claims
-
-    def clear(self) -> None:
-        with self._lock:
-            self._claims.clear()
-
-
-VERIFIED = _Verified()
+# The claims of tokens already verified by this process, so that a device's next request with the same
+# token skips PyJWT's decoding and HMAC check (about 60 us of a small push's CPU), keyed by (signing key,
+# token type, token text): an entry is a pure function of its key and never goes stale. The expiry is
+# checked again on every use; whether the token's user and login session are still active is not decided
+# here at all but read from the database on every request, so a revocation or a deactivation counts at once
+# in every process. Only successes are kept (a wrong token costs its full check each time).
+VERIFIED: BoundedMemo[tuple[str, str, str], TokenClaims] = BoundedMemo(VERIFIED_MAX)
 
 
 def decode_token(settings: Settings, token: str, expected_type: str, *, allow_expired: bool = False) -> TokenClaims:
@@ -118,13 +95,15 @@ def decode_token(settings: Settings, token: str, expected_type: str, *, allow_ex
 
     `allow_expired` is for logout only: an expired refresh token still names the family to revoke.
     """
-    if not allow_expired:
-        known = VERIFIED.get(settings, token, expected_type)
-        if known is not None:
-            return known
-    claims = _decode(settings, token, expected_type, allow_expired=allow_expired)
-    if not allow_expired:
-        VERIFIED.put(settings, token, claims)
+    if allow_expired:
+        return _decode(settings, token, expected_type, allow_expired=True)
+    key = (settings.secret_key, expected_type, token)
+    claims = VERIFIED.get(key)
+    if claims is None:
+        claims = _decode(settings, token, expected_type, allow_expired=False)
+        VERIFIED.put(key, claims)
+    elif claims.expires_at.timestamp() <= time.time() - LEEWAY_SECONDS:  # PyJWT's own bound
+        raise TokenExpired(EXPIRED)
     return claims
 
 
@@ -148,7 +127,7 @@ def _decode(settings: Settings, token: str, expected_type: str, *, allow_expired
             },
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenExpired("the token has expired; refresh it or log in again") from exc
+        raise TokenExpired(EXPIRED) from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"the token is not valid: {exc}") from exc
     token_type = payload.get("typ")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from domain.accounts.models import User
 from domain.accounts.policy import Actor
 from domain.api import Ctx
 from domain.errors import DomainError, InvalidCredentials, TooManyAttempts
+from domain.memo import BoundedMemo
 
 REVS_LIMIT = 1000
 SOURCE_DB = "lpg"
@@ -122,9 +122,8 @@ class _Verified:
 # succeeded is remembered by a digest of (name, password, key), with the password hash it was checked
 # against; it is used only while the user's CURRENT row (read on every request) is active and still has
 # that very hash: a password reset or a deactivation ends it at once, in every process.
-_verified: dict[str, _Verified] = {}
-_verified_lock = threading.Lock()
 VERIFIED_MAX = 10_000
+_verified: BoundedMemo[str, _Verified] = BoundedMemo(VERIFIED_MAX)
 
 
 def authenticate(ctx: Ctx) -> Actor:
@@ -134,10 +133,11 @@ def authenticate(ctx: Ctx) -> Actor:
     try:
         scheme, _, value = (header or "").strip().partition(" ")
         if scheme.lower() == "basic" and value.strip():
-            user = _remembered(ctx, value.strip())
+            key = _memo_key(ctx, value.strip())
+            user = _remembered(ctx, key)
             if user is None:
                 user = resolve(ctx.db, ctx.settings, header, client_address(ctx), allow_basic=True)
-                _remember(ctx, value.strip(), user)
+                _remember(ctx, key, user)
         else:
             user = resolve(ctx.db, ctx.settings, header, client_address(ctx), allow_basic=True)
     except InvalidCredentials:
@@ -162,26 +162,20 @@ def _memo_key(ctx: Ctx, value: str) -> str:
 _USER_NOW = select(User.id, User.username, User.role, User.active, User.password_hash).where(User.id == bindparam("id"))
 
 
-def _remembered(ctx: Ctx, value: str) -> Actor | None:
-    key = _memo_key(ctx, value)
-    with _verified_lock:
-        known = _verified.get(key)
+def _remembered(ctx: Ctx, key: str) -> Actor | None:
+    known = _verified.get(key)
     if known is None:
         return None
     row = ctx.db.read(lambda s: s.execute(_USER_NOW, {"id": known.user_id}).first())
     if row is not None and row.active and row.password_hash == known.password_hash:
         return Actor(row.id, row.username, row.role)
-    with _verified_lock:
-        _verified.pop(key, None)
+    _verified.forget(key)
     return None
 
 
-def _remember(ctx: Ctx, value: str, user: Actor) -> None:
+def _remember(ctx: Ctx, key: str, user: Actor) -> None:
     hashed = ctx.db.read(lambda s: s.execute(select(User.password_hash).where(User.id == user.id)).scalar_one())
-    with _verified_lock:
-        if len(_verified) >= VERIFIED_MAX:
-            _verified.clear()
-        _verified[_memo_key(ctx, value)] = _Verified(user.id, hashed)
+    _verified.put(key, _Verified(user.id, hashed))
 
 
 def couch(handler: Callable[[Ctx, Actor, DbName | None], Any]) -> Callable[[Ctx], Any]:

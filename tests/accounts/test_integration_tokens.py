@@ -233,10 +233,10 @@ def test_a_verified_token_is_taken_only_for_its_type_and_key(
 
 
 def test_the_verified_tokens_are_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "VERIFIED_MAX", 3)
+    monkeypatch.setattr(tokens.VERIFIED, "limit", 3)
     tokens.VERIFIED.clear()
     made = [encode_token(settings, DRIVER1, ACCESS)[0] for _ in range(5)]
     for token in made:
         decode_token(settings, token, ACCESS)
-    assert len(tokens.VERIFIED._claims) == 3
-    assert [key[2] for key in tokens.VERIFIED._claims] == made[2:]  # the oldest went first
+    assert len(tokens.VERIFIED.oldest_first()) == 3
+    assert [key[2] for key in tokens.VERIFIED.oldest_first()] == made[2:]  # the oldest went first
