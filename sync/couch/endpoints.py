@@ -241,7 +241,8 @@ class ChangesRequest:
 
 
 def _change_bytes(row: feed.Row, docs: bool, revs: bool) -> bytes:
-    head = b'{"seq":%d,"id":%s,"changes":[{"rev":"%s"}]' % (row.seq, orjson.dumps(row.key), row.rev.encode())
+    # An id is `entity:digits` and a revision `N-hex`: nothing in either needs escaping.
+    head = b'{"seq":%d,"id":"%s","changes":[{"rev":"%s"}]' % (row.seq, row.key.encode(), row.rev.encode())
     if row.deleted:
         head += b',"deleted":true'
     if docs:

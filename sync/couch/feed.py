@@ -9,9 +9,10 @@ refuses an expression tree of about a thousand OR terms; an `IN` list per entity
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -19,50 +20,50 @@ from domain.db import Database
 from domain.feed.models import PUBLIC_SCOPE
 from domain.feed.reader import Scope, Snapshot, _Cursor, _in, _page_seqs, count_between, current
 from domain.feed.services import FEED_ENTITIES
-from sync.couch.common import REVS_LIMIT, rev_hash, rev_of
+from sync.couch.common import REVS_LIMIT, rev_hash
 
 CHUNK = 500
 COLUMNS = "seq, entity, entity_id, version, deleted"
+# The stored canonical JSON as bytes straight from the driver (no decode to str and encode back per row).
+DOC = {"sqlite": ", CAST(doc AS BLOB)", "mysql": ", CAST(doc AS BINARY)"}
 
 
-class Row(NamedTuple):
-    seq: int
-    entity: str
-    entity_id: int
-    version: int
-    deleted: bool
-    doc: bytes | None
+class Row:
+    """A feed row as a CouchDB document's head: its id (`entity:digits`), its revision number (the record's
+    version, one more for its tombstone) and revision, each made once (a replicator's page asks for every
+    row's revision, then builds its document from the same parts)."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.entity}:{self.entity_id}"
+    __slots__ = ("deleted", "digest", "doc", "entity", "entity_id", "key", "number", "rev", "seq", "version")
 
-    @property
-    def number(self) -> int:
-        """The revision number: the record's version, one more for its tombstone."""
-        return self.version + 1 if self.deleted else self.version
-
-    @property
-    def rev(self) -> str:
-        return rev_of(self.key, self.number)
+    def __init__(self, seq: int, entity: str, entity_id: int, version: int, deleted: bool, doc: bytes | None) -> None:
+        self.seq, self.entity, self.entity_id = seq, entity, entity_id
+        self.version, self.deleted, self.doc = version, deleted, doc
+        self.key = key = f"{entity}:{entity_id}"
+        self.number = n = version + 1 if deleted else version
+        self.digest = digest = rev_hash(key, n)
+        self.rev = f"{n}-{digest}"
 
 
 def _row(raw: Sequence[Any]) -> Row:
     doc = raw[5] if len(raw) > 5 else None
     if isinstance(doc, str):
         doc = doc.encode()
+    elif doc is not None and not isinstance(doc, bytes):  # a memoryview or bytearray from the driver
+        doc = bytes(doc)
     return Row(int(raw[0]), str(raw[1]), int(raw[2]), int(raw[3]), bool(raw[4]), doc)
 
 
 def doc_bytes(row: Row, revs: bool) -> bytes:
     """The CouchDB document of a row (a tombstone when deleted), as JSON bytes (ids are `entity:digits`,
     revision hashes hex: nothing to escape)."""
-    key, n = row.key, row.number
-    digest = rev_hash(key, n)
+    key, n, digest = row.key, row.number, row.digest
     head = b'{"_id":"%s","_rev":"%d-%s"' % (key.encode(), n, digest.encode())
     if revs:
-        ids = [digest, *(rev_hash(key, k) for k in range(n - 1, max(0, n - REVS_LIMIT), -1))]
-        head += b',"_revisions":{"start":%d,"ids":%s}' % (n, orjson.dumps(ids))
+        if n == 1:  # a record never updated: its ancestry is itself
+            head += b',"_revisions":{"start":1,"ids":["%s"]}' % digest.encode()
+        else:
+            ids = [digest, *(rev_hash(key, k) for k in range(n - 1, max(0, n - REVS_LIMIT), -1))]
+            head += b',"_revisions":{"start":%d,"ids":%s}' % (n, orjson.dumps(ids))
     if row.deleted or row.doc is None:
         return head + b',"_deleted":true}'
     body = row.doc.strip()
@@ -72,15 +73,12 @@ def doc_bytes(row: Row, revs: bool) -> bytes:
 
 
 def parse_id(doc_id: str) -> tuple[str, int] | None:
-    entity, _, number = doc_id.partition(":")
-    if (
-        entity not in FEED_ENTITIES
-        or not (number.isascii() and number.isdigit())
-        or len(number) > 18
-        or number != str(int(number))
-    ):
-        return None
-    return entity, int(number)
+    """`entity:digits` (a feed entity, a number without leading zeros, at most 18 digits), or None."""
+    found = _ID.fullmatch(doc_id)
+    return None if found is None else (found[1], int(found[2]))
+
+
+_ID = re.compile(r"(%s):(0|[1-9][0-9]{0,17})" % "|".join(re.escape(e) for e in sorted(FEED_ENTITIES)), re.ASCII)
 
 
 def _scope_sql(user: int | None) -> tuple[str, list[Any]]:
@@ -96,7 +94,7 @@ class Page:
 
 def changes_page(db: Database, since: int, limit: int, user: int | None, with_docs: bool) -> Page:
     """The next `limit` rows after `since` in the caller's scope; `last_seq` and `pending` as the native pull."""
-    columns = COLUMNS + (", doc" if with_docs else "")
+    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
     with Snapshot(db) as cur:
         ceiling = current(cur)
         since = min(since, ceiling)
@@ -145,7 +143,7 @@ def rows_by_keys(
     grouped = _grouped(set(keys))
     if not grouped:
         return {}
-    columns = COLUMNS + (", doc" if with_docs else "")
+    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
     where, params = _scope_sql(user)
     found: dict[tuple[str, int], Row] = {}
     with Snapshot(db) as cur:
@@ -177,7 +175,7 @@ def changes_for_keys(
 
 def changes_descending(db: Database, before: int | None, limit: int, user: int | None, with_docs: bool) -> Page:
     """`descending=true`: the newest rows first (below `before` when given)."""
-    columns = COLUMNS + (", doc" if with_docs else "")
+    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
     where, params = _scope_sql(user)
     with Snapshot(db) as cur:
         ceiling = current(cur)
@@ -209,7 +207,7 @@ class Range:
 def all_docs_range(db: Database, r: Range, user: int | None, with_docs: bool) -> tuple[int, list[Row]]:
     """`_all_docs` without keys: live (not deleted) documents in id order (raw byte order, as CouchDB's
     `_all_docs` collates), within `startkey`..`endkey`; and the total number of live documents."""
-    columns = COLUMNS + (", doc" if with_docs else "")
+    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
     key = _key_sql(db.dialect)
     where, params = _scope_sql(user)
     conds, args = [], []
