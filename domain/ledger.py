@@ -25,7 +25,8 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -307,13 +308,23 @@ def with_numbers(value: Any, numbers: dict[str, str]) -> Any:
         return value
     if isinstance(value, str):
         return _TOKEN.sub(lambda m: numbers.get(m[0], m[0]), value) if TOKEN_MARK in value else value
+    # A value that cannot hold a token is taken as it is, without a call: a batch's locked rows and answers
+    # hold thousands of numbers, times and token-free strings.
     if isinstance(value, dict):
-        return {k: with_numbers(v, numbers) for k, v in value.items()}
+        return {k: v if _no_token(v) else with_numbers(v, numbers) for k, v in value.items()}
     if isinstance(value, list):
-        return [with_numbers(v, numbers) for v in value]
+        return [v if _no_token(v) else with_numbers(v, numbers) for v in value]
     if isinstance(value, tuple):
-        return tuple(with_numbers(v, numbers) for v in value)
+        return tuple(v if _no_token(v) else with_numbers(v, numbers) for v in value)
     return value
+
+
+_SCALARS = frozenset({int, float, bool, type(None), Decimal, datetime, date, bytes})
+
+
+def _no_token(value: Any) -> bool:
+    cls = value.__class__
+    return cls in _SCALARS or (cls is str and TOKEN_MARK not in value)
 
 
 def preview_numbers(session: Session) -> dict[str, str]:
