@@ -45,7 +45,7 @@ from domain.base import UTCDateTime, datetime_text
 from domain.clock import rfc3339, utcnow
 from domain.db import committed_in_statement, driver_rows, plain_rows
 from domain.dbfaults import mark_during_commit
-from domain.feed.models import PUBLIC_SCOPE, Counter, FeedEntry
+from domain.feed.models import COUNT_BUCKET, PUBLIC_SCOPE, Counter, FeedEntry
 
 STATE_KEY = "lpg_unit"  # session.info: the one `UnitState` of the transaction
 AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
@@ -951,7 +951,7 @@ def _write_locked(
     """5. The deferred writes and the multi-row writes, then the counters move (one statement for all of
     them); on MariaDB all in one round trip."""
     writes.deferred(ledger.deferred)
-    _upsert_feed(writes, feed_rows)
+    _upsert_feed(writes, feed_rows, ledger)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
     writes.counters(moved, head)
     writes.send(commit=commit)
@@ -1293,7 +1293,7 @@ def _write_in_one_trip(
         else:
             deferred.append((stmt, [numbered_row(row) for row in values], moved_row))
     writes.deferred(deferred)
-    _upsert_feed(writes, feed_rows)
+    _upsert_feed(writes, feed_rows, ledger)
     writes.rows(_statement(AUDIT_TABLE, "insert"), audit_rows)
     if n_audit:
         moved[AUDIT_COUNTER] = SqlText(f"lpg_a + {n_audit}")
@@ -1392,10 +1392,60 @@ def _feed_rows(changes: Iterable[PendingChange]) -> list[dict[str, Any]]:
     return rows
 
 
-def _upsert_feed(writes: LockedWrites, rows: list[dict[str, Any]]) -> None:
-    """The feed rows (one per record, the latest state) under the late lock."""
-    if rows:
-        writes.rows(_FEED_UPSERT["sqlite" if writes.dialect.name == "sqlite" else "mysql"], rows)
+def _upsert_feed(writes: LockedWrites, rows: list[dict[str, Any]], ledger: Ledger) -> None:
+    """The feed rows (one per record, the latest state) under the late lock.
+
+    On MariaDB a unit with at least `COUNTED_BY_STATEMENT` rows counts them into `change_feed_counts` itself
+    (alembic 0004_feed_counts), while the triggers skip its seqs (the session's `@lpg_feed_lo .. @lpg_feed_hi`):
+    the rows its records already have leave their buckets before they move, then all of its rows enter theirs,
+    each with one set-based upsert. The triggers' four upserts a row took about a tenth of the database's time
+    for a batch of 500 changes. Records staged in this unit are new (their ids were just given by the
+    database), so only the others are looked up. Every other feed write resets the range first, so a range
+    left behind by a statement that failed never makes the triggers skip a later row."""
+    if not rows:
+        return
+    stmt = _FEED_UPSERT["sqlite" if writes.dialect.name == "sqlite" else "mysql"]
+    if not writes.batched:  # SQLite and MySQL: the triggers count
+        writes.rows(stmt, rows)
+        return
+    seqs = [row["seq"] for row in rows]
+    if len(rows) < COUNTED_BY_STATEMENT or not all(seq.__class__ is int for seq in seqs):
+        writes._add("SET @lpg_feed_lo = NULL, @lpg_feed_hi = NULL")
+        writes.rows(stmt, rows)
+        return
+    low, high = min(seqs), max(seqs)
+    fresh = {(c.entity, c.target.id) for c in ledger.changes if isinstance(c.target, Staged)}
+    by_entity: dict[str, list[int]] = {}
+    for row in rows:
+        if (row["entity"], row["entity_id"]) not in fresh:
+            by_entity.setdefault(row["entity"], []).append(int(row["entity_id"]))
+    writes._add(f"SET @lpg_feed_lo = {low}, @lpg_feed_hi = {high}")
+    if by_entity:  # the rows these records have now leave their buckets
+        records = " OR ".join(
+            writes.cursor.mogrify("(entity = %s AND entity_id IN (" + ", ".join(map(str, ids)) + "))", (entity,))
+            for entity, ids in by_entity.items()
+        )
+        writes._add(_count_feed_rows(f"(SELECT scope, entity, seq FROM change_feed WHERE {records})", -1))
+    writes.rows(stmt, rows)
+    writes._add(_count_feed_rows(f"(SELECT scope, entity, seq FROM change_feed WHERE seq BETWEEN {low} AND {high})", 1))
+    writes._add("SET @lpg_feed_lo = NULL, @lpg_feed_hi = NULL")
+
+
+def _count_feed_rows(feed: str, sign: int) -> str:
+    """Add (`sign` 1) or take away (-1) the rows of `feed`, a derived table of feed rows, in the counts, as the
+    triggers count them: each row in its scope and entity, its scope (entity '*'), its entity (scope -1) and
+    overall (-1, '*'), in its bucket of 1024 seqs. An upsert, so the counts table is read by its key only."""
+    return (
+        "INSERT INTO change_feed_counts (scope, entity, bucket, n) SELECT * FROM (SELECT"
+        " IF(k.own_scope, f.scope, -1) AS scope, IF(k.own_entity, f.entity, '*') AS entity,"
+        f" f.seq DIV {COUNT_BUCKET} AS bucket, {sign} * COUNT(*) AS delta FROM {feed} f CROSS JOIN"
+        " (SELECT 1 AS own_scope, 1 AS own_entity UNION ALL SELECT 1, 0 UNION ALL SELECT 0, 1 UNION ALL SELECT 0, 0) k"
+        " GROUP BY 1, 2, 3) d ON DUPLICATE KEY UPDATE n = change_feed_counts.n + d.delta"
+    )
+
+
+# From this many feed rows on, a MariaDB unit counts its rows with two statements instead of the triggers.
+COUNTED_BY_STATEMENT = 50
 
 
 def _feed_upserts() -> dict[str, Any]:

@@ -50,7 +50,8 @@ ALL_SCOPES, ALL_ENTITIES = -1, "*"
 
 class FeedCount(Base):
     """How many feed rows of a scope and entity lie in a bucket of 1024 seqs; kept by triggers on
-    `change_feed` (alembic 0002_pull), so a pull's `pending` is exact without counting the feed itself.
+    `change_feed` (alembic 0002_pull; on MariaDB a unit with many feed rows counts them itself, alembic
+    0004_feed_counts), so a pull's `pending` is exact without counting the feed itself.
     Scope -1 counts every scope, entity '*' every entity."""
 
     __tablename__ = "change_feed_counts"
