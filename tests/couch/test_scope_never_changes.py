@@ -46,10 +46,10 @@ def test_every_write_keeps_a_records_scope(
     written: dict[tuple[str, int], set[int]] = defaultdict(set)
     upsert = domain.ledger._upsert_feed
 
-    def recording(session: Any, rows: list[dict[str, Any]]) -> None:
+    def recording(writes: Any, rows: list[dict[str, Any]], *rest: Any) -> None:
         for row in rows:
             written[(row["entity"], row["entity_id"])].add(row["scope"])
-        upsert(session, rows)
+        upsert(writes, rows, *rest)
 
     monkeypatch.setattr(domain.ledger, "_upsert_feed", recording)
     driver, admin = user_id(demo, "driver1"), user_id(demo, "admin")
