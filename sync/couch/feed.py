@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,20 +28,24 @@ COLUMNS = "seq, entity, entity_id, version, deleted"
 DOC = {"sqlite": ", CAST(doc AS BLOB)", "mysql": ", CAST(doc AS BINARY)"}
 
 
-class Row:
+class Row(NamedTuple):
     """A feed row as a CouchDB document's head: its id (`entity:digits`), its revision number (the record's
-    version, one more for its tombstone) and revision, each made once (a replicator's page asks for every
-    row's revision, then builds its document from the same parts)."""
+    version, one more for its tombstone) and revision, each made once by `_row` (a replicator's page asks for
+    every row's revision, then builds its document from the same parts)."""
 
-    __slots__ = ("deleted", "digest", "doc", "entity", "entity_id", "key", "number", "rev", "seq", "version")
+    seq: int
+    entity: str
+    entity_id: int
+    version: int
+    deleted: bool
+    doc: bytes | None
+    key: str
+    number: int
+    digest: str
+    rev: str
 
-    def __init__(self, seq: int, entity: str, entity_id: int, version: int, deleted: bool, doc: bytes | None) -> None:
-        self.seq, self.entity, self.entity_id = seq, entity, entity_id
-        self.version, self.deleted, self.doc = version, deleted, doc
-        self.key = key = f"{entity}:{entity_id}"
-        self.number = n = version + 1 if deleted else version
-        self.digest = digest = rev_hash(key, n)
-        self.rev = f"{n}-{digest}"
+
+_new_row = tuple.__new__  # a row from its ten values without NamedTuple's keyword handling (once per row)
 
 
 def _row(raw: Sequence[Any]) -> Row:
@@ -50,7 +54,11 @@ def _row(raw: Sequence[Any]) -> Row:
         doc = doc.encode()
     elif doc is not None and not isinstance(doc, bytes):  # a memoryview or bytearray from the driver
         doc = bytes(doc)
-    return Row(int(raw[0]), str(raw[1]), int(raw[2]), int(raw[3]), bool(raw[4]), doc)
+    entity, entity_id, version, deleted = str(raw[1]), int(raw[2]), int(raw[3]), bool(raw[4])
+    key = f"{entity}:{entity_id}"
+    n = version + 1 if deleted else version
+    digest = rev_hash(key, n)
+    return _new_row(Row, (int(raw[0]), entity, entity_id, version, deleted, doc, key, n, digest, f"{n}-{digest}"))
 
 
 def doc_bytes(row: Row, revs: bool) -> bytes:
