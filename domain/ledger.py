@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from pymysql.constants import SERVER_STATUS
-from pymysql.converters import escape_int
+from pymysql.converters import Decimal2Literal, escape_bool, escape_int
 from pymysql.cursors import RE_INSERT_VALUES
 from sqlalchemy import Column, Table, bindparam, case, event, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -661,8 +661,9 @@ def _row_values(binds: Binds, row: dict[str, Any]) -> tuple[Any, ...]:
 
 def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
     """Rows of values as SQL text, `(v1,v2,...)`, the very text PyMySQL's `mogrify` makes of them, at a quarter
-    of its cost: strings, integers and NULLs (nearly every value a write carries) are rendered here, without
-    PyMySQL's dispatch per value; anything else goes through the connection's own `escape`. Only while
+    of its cost: strings, integers, NULLs, amounts (Decimal) and flags (nearly every value a write carries)
+    are rendered here, without PyMySQL's dispatch per value; anything else goes through the connection's own
+    `escape`. Only while
     the session runs with NO_BACKSLASH_ESCAPES (domain/db.py), where a string literal only doubles its
     single quotes, as PyMySQL does then; None otherwise (the caller uses `mogrify`)."""
     if not getattr(dbapi, "server_status", 0) & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
@@ -675,6 +676,12 @@ def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
     }
     if dbapi.encoders.get(int) is escape_int:
         known[int] = int.__repr__
+    # Money and flags, PyMySQL's own text for them (`Decimal2Literal`, `escape_bool`); a NaN or an infinity
+    # goes to PyMySQL, which refuses it.
+    if dbapi.encoders.get(Decimal) is Decimal2Literal:
+        known[Decimal] = lambda v: format(v, "f") if v.is_finite() else escape(v)
+    if dbapi.encoders.get(bool) is escape_bool:
+        known[bool] = lambda v: "1" if v else "0"
     get = known.get
 
     def row(values: tuple[Any, ...]) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pymysql
+import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
@@ -83,7 +85,7 @@ def test_a_like_with_a_literal_backslash_escape_finds_only_what_it_should(
 
 def test_rows_rendered_as_sql_text_are_exactly_what_pymysql_renders(demo: Database) -> None:
     """The batch writes render their rows' values themselves (`domain.ledger.row_literals`, a fast path for
-    strings, integers and NULL); the text must be PyMySQL's own `mogrify` of the same values, for every kind
+    strings, integers, NULL, amounts and flags); the text must be PyMySQL's own `mogrify` of the same values, for every kind
     of value a row carries. SQLite has no such text: there the renderer is not offered."""
     from datetime import datetime
     from decimal import Decimal
@@ -107,6 +109,9 @@ def test_rows_rendered_as_sql_text_are_exactly_what_pymysql_renders(demo: Databa
         for row in rows:
             group = "(" + ",".join(["%s"] * len(row)) + ")"
             assert literal(row) == cursor.mogrify(group, row), row
+        for bad in (Decimal("NaN"), Decimal("-Infinity")):  # refused as PyMySQL refuses them
+            with pytest.raises(pymysql.err.ProgrammingError):
+                literal((bad,))
         # And the server reads each string back exactly.
         for name in NAMES:
             assert session.execute(text("SELECT " + literal((name,))[1:-1])).scalar_one() == name
