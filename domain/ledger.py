@@ -663,9 +663,8 @@ def row_literals(dbapi: Any) -> Callable[[tuple[Any, ...]], str] | None:
     """Rows of values as SQL text, `(v1,v2,...)`, the very text PyMySQL's `mogrify` makes of them, at a quarter
     of its cost: strings, integers, NULLs, amounts (Decimal) and flags (nearly every value a write carries)
     are rendered here, without PyMySQL's dispatch per value; anything else goes through the connection's own
-    `escape`. Only while
-    the session runs with NO_BACKSLASH_ESCAPES (domain/db.py), where a string literal only doubles its
-    single quotes, as PyMySQL does then; None otherwise (the caller uses `mogrify`)."""
+    `escape`. Only while the session runs with NO_BACKSLASH_ESCAPES (domain/db.py), where a string literal
+    only doubles its single quotes, as PyMySQL does then; None otherwise (the caller uses `mogrify`)."""
     if not getattr(dbapi, "server_status", 0) & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
         return None
     escape = dbapi.escape

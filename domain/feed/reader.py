@@ -13,8 +13,9 @@ its seqs on the (scope, seq) / (entity, seq) indexes, one ordered stream per sco
 reads those rows by primary key: a driver whose records are rare never walks the whole feed.
 
 Exact and cheap `pending`: triggers keep `change_feed_counts` (rows per scope, entity and bucket of 1024
-seqs, see alembic 0002_pull; on MariaDB a unit with many feed rows counts them itself, `domain.ledger._upsert_feed`); the count after a page is the sum of the whole buckets plus a direct count of
-at most 2 x 1024 rows at the two partial buckets, instead of a COUNT over up to the whole feed (~1 s per
+seqs, see alembic 0002_pull; on MariaDB a unit with many feed rows counts them itself,
+`domain.ledger._upsert_feed`); the count after a page is the sum of the whole buckets plus a direct count
+of at most 2 x 1024 rows at the two partial buckets, instead of a COUNT over up to the whole feed (~1 s per
 million rows on MariaDB).
 """
 
