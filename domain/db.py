@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from domain import dbfaults, metrics
 from domain.dbfaults import DatabaseUnavailable, Fault, RetryPolicy
+from domain.driver import KnownColumnsConnection
 from domain.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def _mysql_engine(url: Any, settings: Settings) -> Engine:
     # No pool pre-ping (a round trip per checkout): a pooled connection found dead raises a disconnect
     # error on its first statement; SQLAlchemy then invalidates it and every older pooled connection
     # (see `dbfaults.install`), and `Database.run` runs the unit again on a fresh connection.
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="READ COMMITTED",
         pool_size=settings.db_pool_size,
@@ -97,6 +98,14 @@ def _mysql_engine(url: Any, settings: Settings) -> Engine:
         # JSON). SQLAlchemy reads the mode at connect and renders its own literals to match.
         connect_args={"init_command": NO_BACKSLASH_ESCAPES},
     )
+    if engine.dialect.driver == "pymysql":
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            # PyMySQL's connection, with column metadata parsed once per connection (`domain.driver`).
+            return KnownColumnsConnection(*cargs, **cparams)
+
+    return engine
 
 
 # Set on a PyMySQL connection whose transaction was committed by the unit's last statement
