@@ -67,6 +67,7 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
         _handlers = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lpg-handler")
     return await asyncio.get_running_loop().run_in_executor(_handlers, contextvars.copy_context().run, fn, *args)
 
+
 PUBLIC, USER, ADMIN = "public", "user", "admin"
 # The handler authenticates by itself (the CouchDB surface: bearer or HTTP Basic, CouchDB error shape).
 SELF_AUTH = "self"
