@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,18 +54,37 @@ T = TypeVar("T")
 # The handlers' threads: as many as anyio's default for `run_in_threadpool` (40), in a pool of their own.
 HANDLER_THREADS = 40
 _handlers: ThreadPoolExecutor | None = None
+_handler_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "lpg_handler_loop", default=None
+)
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking call (a handler, authentication) in the handlers' thread pool, with the request's
-    context variables (its request id for the log). asyncio's `run_in_executor` costs about two thirds of
-    `starlette.concurrency.run_in_threadpool` (anyio's capacity limiter, cancel scope and checkpoints), and
-    every request of this API makes the hop. A request cancelled meanwhile (the server shutting down)
-    leaves the call to finish in its thread: a unit of work commits or rolls back on its own."""
+    context variables (its request id for the log) and the event loop for `on_loop`. asyncio's
+    `run_in_executor` costs about two thirds of `starlette.concurrency.run_in_threadpool` (anyio's capacity
+    limiter, cancel scope and checkpoints), and every request of this API makes the hop. A request
+    cancelled meanwhile (the server shutting down) leaves the call to finish in its thread: a unit of work
+    commits or rolls back on its own."""
     global _handlers
     if _handlers is None:
         _handlers = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lpg-handler")
-    return await asyncio.get_running_loop().run_in_executor(_handlers, contextvars.copy_context().run, fn, *args)
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    context.run(_handler_loop.set, loop)
+    return await loop.run_in_executor(_handlers, context.run, fn, *args)
+
+
+def on_loop(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """From a handler's thread: run the coroutine function `fn(*args)` on the request's event loop and wait
+    for its result (a longpoll waiting on the feed watcher, which lives on the loop). From one of anyio's
+    worker threads, anyio's own `from_thread.run`."""
+    loop = _handler_loop.get()
+    if loop is None:
+        import anyio.from_thread
+
+        return anyio.from_thread.run(fn, *args)
+    return asyncio.run_coroutine_threadsafe(fn(*args), loop).result()
 
 
 PUBLIC, USER, ADMIN = "public", "user", "admin"

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from domain.accounts.policy import Actor, owner_filter
-from domain.api import SELF_AUTH, Ctx, Router
+from domain.api import SELF_AUTH, Ctx, Router, on_loop
 from domain.clock import utcnow
 from sync.couch import feed, queue
 from sync.couch.common import (
@@ -334,11 +334,9 @@ async def _all_pages(ctx: Ctx, actor: Actor, q: ChangesRequest, page: feed.Page)
 
 def _wait(ctx: Ctx, actor: Actor, q: ChangesRequest, since: int, limit: int, timeout_ms: int) -> feed.Page:
     """Longpoll from a thread: wait on the event loop's feed watcher (no connection held), read again."""
-    import anyio.from_thread
-
     deadline = time.monotonic() + timeout_ms / 1000
     while True:
-        changed = anyio.from_thread.run(_wait_async, ctx, since, deadline)
+        changed = on_loop(_wait_async, ctx, since, deadline)
         page = _page(ctx, actor, q, since, limit)
         if page.rows or not changed:
             return page
@@ -392,14 +390,12 @@ def _result_changes(ctx: Ctx, db: DbName, q: ChangesRequest) -> Any:
     if q.feed == "longpoll" and not changes:
         # Results are written by pushes; a push that applies something moves the feed (the watcher wakes
         # at once), one that only refuses does not: read again at least every RESULTS_POLL seconds.
-        import anyio.from_thread
-
         wait = q.timeout if q.heartbeat is None else min(q.timeout, q.heartbeat)
         deadline = time.monotonic() + wait / 1000
         head = feed.head_seq(ctx.db)
         while not changes and time.monotonic() < deadline:
             until = min(deadline, time.monotonic() + RESULTS_POLL)
-            anyio.from_thread.run(_wait_async, ctx, head, until)
+            on_loop(_wait_async, ctx, head, until)
             head = feed.head_seq(ctx.db)
             changes, last = queue.result_changes(ctx.db, db.device_id, since, max(limit, 1))
     results = []
