@@ -76,14 +76,11 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 def on_loop(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-    """From a handler's thread: run the coroutine function `fn(*args)` on the request's event loop and wait
-    for its result (a longpoll waiting on the feed watcher, which lives on the loop). From one of anyio's
-    worker threads, anyio's own `from_thread.run`."""
+    """From a handler's thread (`in_thread`): run the coroutine function `fn(*args)` on the request's event
+    loop and wait for its result (a longpoll waiting on the feed watcher, which lives on the loop)."""
     loop = _handler_loop.get()
     if loop is None:
-        import anyio.from_thread
-
-        return anyio.from_thread.run(fn, *args)
+        raise RuntimeError("on_loop is for handlers run by in_thread")
     return asyncio.run_coroutine_threadsafe(fn(*args), loop).result()
 
 

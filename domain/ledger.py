@@ -1416,7 +1416,7 @@ def _upsert_feed(writes: LockedWrites, rows: list[dict[str, Any]], ledger: Ledge
         return
     seqs = [row["seq"] for row in rows]
     if len(rows) < COUNTED_BY_STATEMENT or not all(seq.__class__ is int for seq in seqs):
-        writes._add("SET @lpg_feed_lo = NULL, @lpg_feed_hi = NULL")
+        writes._add(_NO_FEED_RANGE)
         writes.rows(stmt, rows)
         return
     low, high = min(seqs), max(seqs)
@@ -1434,7 +1434,7 @@ def _upsert_feed(writes: LockedWrites, rows: list[dict[str, Any]], ledger: Ledge
         writes._add(_count_feed_rows(f"(SELECT scope, entity, seq FROM change_feed WHERE {records})", -1))
     writes.rows(stmt, rows)
     writes._add(_count_feed_rows(f"(SELECT scope, entity, seq FROM change_feed WHERE seq BETWEEN {low} AND {high})", 1))
-    writes._add("SET @lpg_feed_lo = NULL, @lpg_feed_hi = NULL")
+    writes._add(_NO_FEED_RANGE)
 
 
 def _count_feed_rows(feed: str, sign: int) -> str:
@@ -1452,6 +1452,8 @@ def _count_feed_rows(feed: str, sign: int) -> str:
 
 # From this many feed rows on, a MariaDB unit counts its rows with two statements instead of the triggers.
 COUNTED_BY_STATEMENT = 50
+# The triggers count every row again (a unit counting its own rows sets the range to its seqs).
+_NO_FEED_RANGE = "SET @lpg_feed_lo = NULL, @lpg_feed_hi = NULL"
 
 
 def _feed_upserts() -> dict[str, Any]:

@@ -28,6 +28,11 @@ COLUMNS = "seq, entity, entity_id, version, deleted"
 DOC = {"sqlite": ", CAST(doc AS BLOB)", "mysql": ", CAST(doc AS BINARY)"}
 
 
+def _columns(db: Database, with_docs: bool) -> str:
+    """The feed columns a row is made of (`_row`), with the document when asked for."""
+    return COLUMNS + (DOC[db.dialect] if with_docs else "")
+
+
 class Row(NamedTuple):
     """A feed row as a CouchDB document's head: its id (`entity:digits`), its revision number (the record's
     version, one more for its tombstone) and revision, each made once by `_row` (a replicator's page asks for
@@ -65,7 +70,7 @@ def doc_bytes(row: Row, revs: bool) -> bytes:
     """The CouchDB document of a row (a tombstone when deleted), as JSON bytes (ids are `entity:digits`,
     revision hashes hex: nothing to escape)."""
     key, n, digest = row.key, row.number, row.digest
-    head = b'{"_id":"%s","_rev":"%d-%s"' % (key.encode(), n, digest.encode())
+    head = b'{"_id":"%s","_rev":"%s"' % (key.encode(), row.rev.encode())
     if revs:
         if n == 1:  # a record never updated: its ancestry is itself
             head += b',"_revisions":{"start":1,"ids":["%s"]}' % digest.encode()
@@ -102,7 +107,7 @@ class Page:
 
 def changes_page(db: Database, since: int, limit: int, user: int | None, with_docs: bool) -> Page:
     """The next `limit` rows after `since` in the caller's scope; `last_seq` and `pending` as the native pull."""
-    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
+    columns = _columns(db, with_docs)
     with Snapshot(db) as cur:
         ceiling = current(cur)
         since = min(since, ceiling)
@@ -151,7 +156,7 @@ def rows_by_keys(
     grouped = _grouped(set(keys))
     if not grouped:
         return {}
-    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
+    columns = _columns(db, with_docs)
     where, params = _scope_sql(user)
     found: dict[tuple[str, int], Row] = {}
     with Snapshot(db) as cur:
@@ -183,7 +188,7 @@ def changes_for_keys(
 
 def changes_descending(db: Database, before: int | None, limit: int, user: int | None, with_docs: bool) -> Page:
     """`descending=true`: the newest rows first (below `before` when given)."""
-    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
+    columns = _columns(db, with_docs)
     where, params = _scope_sql(user)
     with Snapshot(db) as cur:
         ceiling = current(cur)
@@ -215,7 +220,7 @@ class Range:
 def all_docs_range(db: Database, r: Range, user: int | None, with_docs: bool) -> tuple[int, list[Row]]:
     """`_all_docs` without keys: live (not deleted) documents in id order (raw byte order, as CouchDB's
     `_all_docs` collates), within `startkey`..`endkey`; and the total number of live documents."""
-    columns = COLUMNS + (DOC[db.dialect] if with_docs else "")
+    columns = _columns(db, with_docs)
     key = _key_sql(db.dialect)
     where, params = _scope_sql(user)
     conds, args = [], []

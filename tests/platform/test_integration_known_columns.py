@@ -11,7 +11,6 @@ from typing import Any
 import pymysql
 import pytest
 from pymysql.constants import CLIENT
-from sqlalchemy.engine import make_url
 
 from domain import driver
 from domain.db import NO_BACKSLASH_ESCAPES, Database
@@ -43,17 +42,11 @@ QUERIES = [
 
 
 def _params(db: Database) -> dict[str, Any]:
-    url = make_url(str(db.engine.url.render_as_string(hide_password=False)))
-    return {
-        "host": url.host,
-        "port": url.port or 3306,
-        "user": url.username,
-        "password": url.password or "",
-        "database": url.database,
-        "charset": "utf8mb4",
-        "init_command": NO_BACKSLASH_ESCAPES,
-        "client_flag": CLIENT.MULTI_STATEMENTS,
-    }
+    """What the engine hands the driver (SQLAlchemy's own connect arguments and ours), plus multi-statements."""
+    _args, params = db.engine.dialect.create_connect_args(db.engine.url)
+    params.update(init_command=NO_BACKSLASH_ESCAPES)
+    params["client_flag"] = params.get("client_flag", 0) | CLIENT.MULTI_STATEMENTS
+    return params
 
 
 @pytest.fixture
