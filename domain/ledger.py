@@ -149,7 +149,10 @@ class Ledger:
     # what to say when an UPDATE does not find exactly one row, or None), with the numbers in their texts.
     deferred: list[Deferred] = field(default_factory=list)
     staged: list[Staged] = field(default_factory=list)
-    written: int = 0  # staged rows before this index are in the database
+    written: int = 0  # staged rows before this index are in the database (or hold an id token, below)
+    # Staged rows whose INSERT waits for the late lock's statement, in insert order: their `id` is an id token
+    # until then (`write_staged(id_tokens=True)`, `resolve_ids`).
+    ids: list[Staged] = field(default_factory=list)
 
     def mark(self) -> Mark:
         return (
@@ -176,6 +179,9 @@ class Ledger:
         for row in self.staged[mark[6] :]:
             row.id = None
         self.written = min(mark[6], len(self.staged))
+        if self.ids:  # tokens handed out inside the savepoint went with it
+            kept = {id(row) for row in self.staged}
+            self.ids = [row for row in self.ids if id(row) in kept and row.id is not None]
 
     def clear(self) -> None:
         self.changes.clear()
@@ -186,6 +192,7 @@ class Ledger:
         self.deferred.clear()
         self.staged.clear()
         self.written = 0
+        self.ids.clear()
 
 
 Snapshot = tuple[Mark, int]
@@ -206,6 +213,7 @@ class UnitState:
     added: int = 0  # reconcile.tripwire: ORM objects added to the session
     last_seq: int | None = None  # the feed seq the ledger write reached (set at commit)
     numbered: dict[str, str] = field(default_factory=dict)  # token -> document number (set at commit)
+    ids: dict[int, int] = field(default_factory=dict)  # id token -> the row's id (set at commit)
 
     def snapshot(self) -> Snapshot:
         return self.ledger.mark(), self.added
@@ -425,17 +433,30 @@ def row_ref(record: Any) -> Any:
     return record if isinstance(record, Staged) else record.id
 
 
-def write_staged(session: Session, *, late: bool = False) -> None:
+def write_staged(session: Session, *, late: bool = False, id_tokens: bool = False) -> None:
     """Write the staged rows not yet written, one multi-row INSERT per table (see `_insert_rows`). With
     `late`, rows of the tables registered by `write_late` (rows whose ids nothing reads) are not inserted
-    now but with the unit's locked writes; they keep `id` None."""
+    now but with the unit's locked writes; they keep `id` None.
+
+    With `id_tokens` (MariaDB, the unit's last flush before its commit), single rows that refer to each
+    other (a new customer; a sale and its invoice) are not inserted now either: each gets an id token (see
+    `_id_token`) that stands in for its id everywhere until the late lock's statement inserts it and puts
+    the id in its place (`_write_in_one_trip`), as a document number's token does. Anything that must see
+    the real ids first (an ORM flush, a unit too big for that statement) inserts them then (`resolve_ids`)."""
     ledger = _ledger_if_any(session)
     if ledger is None or ledger.written >= len(ledger.staged):
         return
     pending = ledger.staged[ledger.written :]
     ledger.written = len(ledger.staged)
-    chain = _single_row_chain(pending, late) if getattr(session.get_bind().dialect, "is_mariadb", False) else None
-    if chain and _insert_chain(session, chain):
+    mariadb = getattr(session.get_bind().dialect, "is_mariadb", False)
+    chain = _single_row_chain(pending, late, 1 if id_tokens else 2) if mariadb else None
+    if chain and id_tokens:
+        for row in chain:
+            row.id = _id_token()
+        for row in chain:
+            row.params()  # its references now read as (token) ids
+        ledger.ids.extend(chain)
+    if chain and (id_tokens or _insert_chain(session, chain)):
         chained = {id(row) for row in chain}
         pending = [row for row in pending if id(row) not in chained]  # only late rows are left
     while pending:  # rows that refer to staged rows wait for a later round (a sale's lines for the sale)
@@ -457,11 +478,11 @@ def write_staged(session: Session, *, late: bool = False) -> None:
         pending = [row for row in pending if id(row) not in done]
 
 
-def _single_row_chain(pending: list[Staged], late: bool) -> list[Staged] | None:
+def _single_row_chain(pending: list[Staged], late: bool, least: int = 2) -> list[Staged] | None:
     """The rows `write_staged` would insert in its rounds, in order, when every table of every round has one
-    row, and there are at least two (a confirmed sale: its transaction, then its invoice); None otherwise.
+    row, and there are at least `least` (a confirmed sale: its transaction, then its invoice); None otherwise.
     Rows of the late tables are not in it (they go with the locked writes, after it)."""
-    if len(pending) < 2:
+    if len(pending) < least:
         return None
     chain: list[Staged] = []
     known: set[int] = set()
@@ -476,7 +497,66 @@ def _single_row_chain(pending: list[Staged], late: bool) -> list[Staged] | None:
         chain += [row for row in ready if not (late and row.table in _LATE_TABLES)]
         known |= {id(row) for row in ready}
         remaining = [row for row in remaining if id(row) not in known]
-    return chain if len(chain) >= 2 else None
+    return chain if len(chain) >= least else None
+
+
+# An id token: an integer no table reaches (2**62 and up, 19 digits), random so that its digits name one row
+# of one unit in any text (a document, an audit context, a stored answer).
+ID_TOKEN_LOW = 1 << 62
+
+
+def _id_token() -> int:
+    return ID_TOKEN_LOW + secrets.randbits(61)
+
+
+def resolve_ids(session: Session) -> dict[int, int]:
+    """Insert the rows still holding id tokens now (one round trip on MariaDB, `_insert_chain`, else one
+    `INSERT ... RETURNING` a row) and put their ids in place of the tokens: in the rows, in the writes
+    waiting for the late lock, and in the unit's `ids` (for answers built meanwhile). token -> id."""
+    ledger = _ledger_if_any(session)
+    if ledger is None or not ledger.ids:
+        return {}
+    chain, ledger.ids = list(ledger.ids), []
+    tokens = [row.id for row in chain]
+    for row in chain:
+        row.id = None
+    if not (len(chain) > 1 and _insert_chain(session, chain)):
+        for row in chain:  # in order: a row's references are written before it
+            (row.id,) = _insert_rows(session, row.table, [row.params()])
+    ids = {int(token): int(row.id) for token, row in zip(tokens, chain, strict=True)}  # type: ignore[arg-type]
+    _ids_in_place(session, ledger, ids)
+    return ids
+
+
+def _ids_in_place(session: Session, ledger: Ledger, ids: dict[int, int]) -> None:
+    for row in ledger.staged:
+        if row.refs:
+            row.params()  # its references now read as ids
+    ledger.deferred = [(stmt, with_ids(rows, ids), moved) for stmt, rows, moved in ledger.deferred]
+    unit_state(session).ids.update(ids)
+
+
+def with_ids(value: Any, ids: dict[int, int]) -> Any:
+    """`value` (JSON-like, or a row) with every id token replaced by its id: an integer that is one, and its
+    digits in a text."""
+    if not ids:
+        return value
+    cls = value.__class__
+    if cls is int:
+        return ids.get(value, value)
+    if cls is str:
+        for token, new in ids.items():
+            digits = str(token)
+            if digits in value:
+                value = value.replace(digits, str(new))
+        return value
+    if cls is dict:
+        return {k: with_ids(v, ids) for k, v in value.items()}
+    if cls is list:
+        return [with_ids(v, ids) for v in value]
+    if cls is tuple:
+        return tuple(with_ids(v, ids) for v in value)
+    return value
 
 
 def _insert_chain(session: Session, chain: list[Staged]) -> bool:
@@ -502,17 +582,8 @@ def _insert_chain(session: Session, chain: list[Staged]) -> bool:
             for column, ref in row.refs.items():
                 if id(ref) in names:
                     params[column] = SqlText(names[id(ref)])
-            stmt = _statement(row.table, "insert")
-            plan = _cached_plan(stmt, writes.dialect, tuple(params))
-            if plan is None or any(
-                make is not None or process is not None
-                for name, process, make in plan[1]
-                if isinstance(params.get(name), SqlText)
-            ):
-                raise NotOneTrip("a reference SQLAlchemy would convert")
-            writes.rows(stmt, [params])
+            _insert_one(writes, row.table, params, f"lpg_s{k}")
             names[id(row)] = f"lpg_s{k}"
-            writes._add(f"SET lpg_s{k} = LAST_INSERT_ID()", compound=True)
         writes._add("SELECT " + ", ".join(names.values()), compound=True)
         (ids,) = writes.send(last=True)
     except NotOneTrip:
@@ -522,6 +593,21 @@ def _insert_chain(session: Session, chain: list[Staged]) -> bool:
     for row in chain:
         row.params()  # its references now read as ids
     return True
+
+
+def _insert_one(writes: LockedWrites, table: Table, params: dict[str, Any], variable: str) -> None:
+    """Inside a compound statement: insert one row (values that are `SqlText` written as they are) and keep
+    its new id in `variable`. `NotOneTrip` where SQLAlchemy would convert such a value."""
+    stmt = _statement(table, "insert")
+    plan = _cached_plan(stmt, writes.dialect, tuple(params))
+    if plan is None or any(
+        make is not None or process is not None
+        for name, process, make in plan[1]
+        if isinstance(params.get(name), SqlText)
+    ):
+        raise NotOneTrip("a reference SQLAlchemy would convert")
+    writes.rows(stmt, [params])
+    writes._add(f"SET {variable} = LAST_INSERT_ID()", compound=True)
 
 
 def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -730,15 +816,17 @@ def _statement(table: Table, kind: str) -> Any:
     return stmt
 
 
-def flush_all(session: Session, *, late: bool = False) -> None:
+def flush_all(session: Session, *, late: bool = False, id_tokens: bool = False) -> None:
     """Staged rows, then the ORM's pending objects: after this every new record of the unit has its id.
 
     With `late`, the changed rows of the models registered by `write_late` are not flushed: their UPDATEs
     go under the late lock with the unit's other locked writes (on MariaDB, in the same round trip as the
     COMMIT's writes), each required to change its one row. Only for a unit that reads none of them again
     by SQL before its commit and whose caller handles a refusal of those writes at the commit (the sync
-    reconciler's fast path: it then applies the batch again, change by change)."""
-    write_staged(session, late=late)
+    reconciler's fast path: it then applies the batch again, change by change). With `id_tokens` as well,
+    single new rows wait for the late lock's statement too, their ids tokens until then (`write_staged`): for
+    the unit's last flush only, where nothing reads the new rows back before the commit."""
+    write_staged(session, late=late, id_tokens=late and id_tokens)
     if late:
         _defer_updates(session)
     session.flush()
@@ -796,8 +884,9 @@ def _defer_updates(session: Session) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _staged_rows_first(session: Session, _context: Any, _instances: Any) -> None:
-    """An ORM flush may carry rows that refer to staged ones: write those first."""
+    """An ORM flush may carry rows that refer to staged ones: write those first (with their real ids)."""
     write_staged(session)
+    resolve_ids(session)
 
 
 def target_id(target: Target) -> int | None:
@@ -874,6 +963,8 @@ def write_ledger(session: Session, commit: bool = False) -> None:
     flush_all(session)
     if ledger is None:
         return
+    if not (ledger.changes or ledger.audits):  # new rows waiting for the statement below, which will not run
+        resolve_ids(session)
     if not (ledger.changes or ledger.audits or ledger.numbers):  # nothing to lock for: only the deferred
         if ledger.deferred:
             _write_locked(LockedWrites(session), ledger, [], [], {}, None, commit)
@@ -900,6 +991,9 @@ def write_ledger(session: Session, commit: bool = False) -> None:
             return
         except NotOneTrip:
             pass  # nothing was sent, no row changed: the usual two round trips below
+    if ledger.ids:  # the new rows' ids, before the lock (the rows built so far hold their tokens)
+        ids = resolve_ids(session)
+        feed_rows, audit_rows = with_ids(feed_rows, ids), with_ids(audit_rows, ids)
     counters = _lock_counters(session, ledger)
     writes = LockedWrites(session)  # from here to the COMMIT: one round trip on MariaDB
     # Counter rows this transaction moves, written by one statement at the end: name -> value.
@@ -1219,29 +1313,51 @@ def _write_in_one_trip(
     series = sorted({name for name, _ in ledger.numbers})
     tokens = [token for _, token in ledger.numbers]
     slot = {token: f"lpg_n{i}" for i, token in enumerate(tokens)}
+    chain = list(ledger.ids)  # new rows inserted here, their ids tokens until then
+    id_slot: dict[int, SqlText] = {row.id: SqlText(f"lpg_i{k}") for k, row in enumerate(chain)}  # type: ignore[misc]
+    id_digits = [(str(token), name) for token, name in id_slot.items()]
+
+    def named(value: str) -> bool:
+        return (bool(tokens) and TOKEN_MARK in value) or any(digits in value for digits, _ in id_digits)
 
     def numbered(value: str) -> str:
-        """SQL for `value` with every token of this unit replaced by its number (a literal if none)."""
+        """SQL for `value` with every token of this unit replaced by its number or id (a literal if none)."""
         sql = literal(value)
         if TOKEN_MARK in value:
             for token in dict.fromkeys(_TOKEN.findall(value)):
                 if token in slot:
                     sql = f"REPLACE({sql}, {literal(token)}, {slot[token]})"
+        for digits, name in id_digits:
+            if digits in value:
+                sql = f"REPLACE({sql}, '{digits}', {name})"
         return sql
 
     def numbered_row(row: dict[str, Any]) -> dict[str, Any]:
-        if not tokens:
+        if not (tokens or id_slot):
             return row
-        return {
-            key: SqlText(numbered(value)) if isinstance(value, str) and TOKEN_MARK in value else value
-            for key, value in row.items()
-        }
+        out = {}
+        for key, value in row.items():
+            if value.__class__ is int and value in id_slot:
+                value = id_slot[value]
+            elif isinstance(value, str) and named(value):
+                value = SqlText(numbered(value))
+            out[key] = value
+        return out
 
     n_audit, n_feed = len(audit_rows), len(feed_rows)
-    prelude = ["DECLARE lpg_a BIGINT", "DECLARE lpg_f BIGINT"]
+    prelude = [f"DECLARE lpg_i{k} BIGINT" for k in range(len(chain))]
+    prelude += ["DECLARE lpg_a BIGINT", "DECLARE lpg_f BIGINT"]
     prelude += [f"DECLARE lpg_s{k} BIGINT" for k in range(len(series))]
     prelude += [f"DECLARE {slot[token]} VARCHAR(64) CHARACTER SET utf8mb4" for token in tokens]
     prelude += [f"DECLARE lpg_h{k} VARCHAR(64) CHARACTER SET utf8mb4" for k in range(n_audit + 1)]
+    for sql in prelude:
+        writes._add(sql, compound=True)
+    prelude = []
+    for k, new_row in enumerate(chain):  # the new rows first, as when they had their own round trip
+        # References to the rows before it by their variables; a document number stays its token here (the
+        # number is given under the lock below, and the column renamed there).
+        params = {key: id_slot.get(v, v) if v.__class__ is int else v for key, v in new_row.params().items()}
+        _insert_one(writes, new_row.table, params, f"lpg_i{k}")
     names = quote(tuple(sorted({AUDIT_COUNTER, FEED_COUNTER, *series})))
     audit_name, feed_name = literal(AUDIT_COUNTER), literal(FEED_COUNTER)
     series_values = "".join(f", MAX(CASE WHEN name = {literal(name)} THEN value END)" for name in series)
@@ -1272,17 +1388,15 @@ def _write_in_one_trip(
     for k, row in enumerate(audit_rows, 1):
         fields = numbered(_audit_fields(*(row[name] for name in AUDIT_FIELDS)).decode())
         prelude.append(f"SET lpg_h{k} = SHA2(CONCAT('[', lpg_a + {k}, ',', {fields}, ',\"', lpg_h{k - 1}, '\"]'), 256)")
+        row.update(numbered_row(row))
         row["id"], row["prev_hash"], row["hash"] = (
             SqlText(f"lpg_a + {k}"),
             SqlText(f"lpg_h{k - 1}"),
             SqlText(f"lpg_h{k}"),
         )
-        if tokens and TOKEN_MARK in row["context"]:
-            row["context"] = SqlText(numbered(row["context"]))
     for k, row in enumerate(feed_rows, 1):
+        row.update(numbered_row(row))
         row["seq"] = SqlText(f"lpg_f + {k}")
-        if tokens and TOKEN_MARK in row["doc"]:
-            row["doc"] = SqlText(numbered(row["doc"]))
     for sql in prelude:
         writes._add(sql, compound=True)
     for column, chunk in _renames(ledger.sinks, {}):  # each column written with tokens: one UPDATE
@@ -1293,8 +1407,8 @@ def _write_in_one_trip(
     deferred: list[Deferred] = []
     for stmt, values, moved_row in ledger.deferred:
         if moved_row is not None:  # an UPDATE's values go through PyMySQL's escaping: no SQL expression there
-            if tokens and any(isinstance(v, str) and TOKEN_MARK in v for row in values for v in row.values()):
-                raise NotOneTrip("an UPDATE whose values name a document number")
+            if any(numbered_row(row) != row for row in values):
+                raise NotOneTrip("an UPDATE whose values name a document number or a new row's id")
             deferred.append((stmt, values, moved_row))
         else:
             deferred.append((stmt, [numbered_row(row) for row in values], moved_row))
@@ -1306,12 +1420,20 @@ def _write_in_one_trip(
     if n_feed:
         moved[FEED_COUNTER] = SqlText(f"lpg_f + {n_feed}")
     writes.counters(moved, SqlText(f"lpg_h{n_audit}") if n_audit else None)
-    writes._add(f"SELECT lpg_f + {n_feed}" + "".join(f", {slot[token]}" for token in tokens), compound=True)
+    answer = [f"lpg_f + {n_feed}"] + [slot[token] for token in tokens] + list(id_slot.values())
+    writes._add("SELECT " + ", ".join(answer), compound=True)
     rows = writes.send(commit=commit, last=True)
     session = writes.session
     unit_state(session).last_seq = int(rows[0][0])
+    if chain:
+        new_ids = rows[0][1 + len(tokens) :]
+        ids = {int(r.id): int(new_id) for r, new_id in zip(chain, new_ids, strict=True)}  # type: ignore[arg-type]
+        for r, new_id in zip(chain, new_ids, strict=True):
+            r.id = int(new_id)
+        ledger.ids.clear()
+        _ids_in_place(session, ledger, ids)
     if tokens:
-        numbers = dict(zip(tokens, (str(number) for number in rows[0][1:]), strict=True))
+        numbers = dict(zip(tokens, (str(number) for number in rows[0][1 : 1 + len(tokens)]), strict=True))
         _number_in_memory(session, ledger, numbers)
         unit_state(session).numbered = numbers
     ledger.clear()
@@ -1492,10 +1614,12 @@ __all__ = [
     "holds_numbers",
     "late_number",
     "ledger_of",
+    "resolve_ids",
     "row_ref",
     "settle_audits",
     "stage",
     "unit_state",
+    "with_ids",
     "with_numbers",
     "write_after_numbers",
     "write_late",

@@ -64,6 +64,7 @@ from domain.ledger import (
     settle_audits,
     unit_state,
     update_one_after_numbers,
+    with_ids,
     with_numbers,
     write_after_numbers,
 )
@@ -434,7 +435,7 @@ class Runner:
 
     # -- 4. effects -------------------------------------------------------------------------------------
 
-    def finish(self, now: datetime) -> None:
+    def finish(self, now: datetime, *, final: bool = True) -> None:
         """Flush the services' rows, then write idempotency records, rejections and the device counters.
 
         Two pushes of one device at once (a resend racing its original) are told apart here, not by a lock
@@ -444,7 +445,9 @@ class Runner:
         time, so there the second push simply starts after the first."""
         # Change by change (savepoints), each change's rows were flushed in its savepoint; otherwise the
         # stock rows are written with the commit's locked writes (a refusal there falls back, see `_run`).
-        flush_all(self.session, late=not self.savepoints)
+        # A batch that commits next (not a dry run) may leave its new rows' INSERTs to the commit's statement
+        # as well: their ids are tokens until then, in the answers too (`number` puts the ids in).
+        flush_all(self.session, late=not self.savepoints, id_tokens=final and not self.savepoints)
         for r in self.results:  # every record has its id now; after a rollback (dry run) none may be read
             r.wire = r.to_wire()
         applied = [r for r in self.results if r.status == "applied"]
@@ -469,12 +472,12 @@ class Runner:
         self.write_rejections([r for r in self.results if r.status == "rejected"], now)
         self.count_on_device(now)
 
-    def number(self, numbers: dict[str, str]) -> None:
-        """The answers with the document numbers the commit gave (they held tokens until then)."""
-        if numbers:
+    def number(self, numbers: dict[str, str], ids: dict[int, int] | None = None) -> None:
+        """The answers with the document numbers and new rows' ids the commit gave (tokens until then)."""
+        if numbers or ids:
             for r in self.results:
                 if r.wire is not None:
-                    r.wire = with_numbers(r.wire, numbers)
+                    r.wire = with_ids(with_numbers(r.wire, numbers), ids or {})
 
     def count_on_device(self, now: datetime) -> None:
         """The device registry's counters and stamps, moved by one UPDATE (no read of the row before it)."""
@@ -702,7 +705,7 @@ def _run(
                 _record_atomic_refusal(db, runner.actor, envelope, runner, now)
             return runner
         try:
-            runner.finish(now)  # 4.
+            runner.finish(now, final=not dry_run)  # 4.
         except DBAPIError as exc:
             _refused_writes(db, exc, savepoints)
         if dry_run:
@@ -721,7 +724,7 @@ def _run(
                 _refused_writes(db, exc, savepoints)
             runner.committed = True
             runner.last_seq = before if quiet else unit_state(uow.session).last_seq
-            runner.number(unit_state(uow.session).numbered)
+            runner.number(unit_state(uow.session).numbered, unit_state(uow.session).ids)
     return runner
 
 

@@ -123,14 +123,23 @@ def test_a_fault_at_each_phase_of_a_push(
     assert_applied_once(demo, before, batches=1, per_batch=per_batch)
 
 
-# A small push: the late lock, its numbers, its writes and COMMIT are one compound statement.
-ONE_TRIP = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_a\b.*;\nCOMMIT;\nEND\Z"
+# A small push: its new rows (their ids tokens until then), the late lock, its numbers, its writes and
+# COMMIT are one compound statement.
+NEW_ROWS = r"(?:DECLARE lpg_i\d+ BIGINT;\n)*"
+ONE_TRIP = r"\x03BEGIN NOT ATOMIC\n" + NEW_ROWS + r"DECLARE lpg_a\b.*;\nCOMMIT;\nEND\Z"
 # The same for a sale: its numbers are given inside the statement (lpg_n0, ...).
-ONE_TRIP_NUMBERS = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_a\b.*\nDECLARE lpg_n0\b.*;\nCOMMIT;\nEND\Z"
+ONE_TRIP_NUMBERS = r"\x03BEGIN NOT ATOMIC\n" + NEW_ROWS + r"DECLARE lpg_a\b.*\nDECLARE lpg_n0\b.*;\nCOMMIT;\nEND\Z"
 # More feed rows than the one-trip statement takes: the late lock is a statement of its own.
 LOCK_BATCH = 8
 # A push's single new rows that name each other (a customer, its sale, the sale's invoice): one statement.
 CHAIN = r"\x03BEGIN NOT ATOMIC\nDECLARE lpg_s0, lpg_s1\b"
+
+
+def metered(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for change in changes:
+        if change["op"] == "transaction.create":
+            change["data"]["meter"] = {"reading": "10.00"}
+    return changes
 
 
 def one_customer(tag: str) -> list[dict[str, Any]]:
@@ -195,8 +204,9 @@ OWN_STATEMENTS: dict[str, tuple[str, Callable[[str], list[dict[str, Any]]], Call
     "one_trip": (ONE_TRIP, one_customer, check_one_customer),
     # The same for a new customer's confirmed sale: the TRX and INV numbers given inside the statement.
     "one_trip_sale": (ONE_TRIP_NUMBERS, lambda tag: sales_batch(tag, 1), check_one_sale),
-    # A new customer, its sale and the sale's invoice inserted together, ids passed on by LAST_INSERT_ID().
-    "chained_insert": (CHAIN, lambda tag: sales_batch(tag, 1), check_one_sale),
+    # A sale and its invoice inserted together, ids passed on by LAST_INSERT_ID(), before the commit's
+    # statement: the sale also reads the new customer's meter, an ORM object flushed first (`resolve_ids`).
+    "chained_insert": (CHAIN, lambda tag: metered(sales_batch(tag, 1)), check_one_sale),
     # The site row and the truck's rows locked together (the site row exists: a site served before).
     "joint_stock_lock": (JOINT_LOCK, one_sale_to_a_site_served_before, check_one_sale_to_a_site_served_before),
 }
