@@ -449,12 +449,9 @@ class UnitOfWork:
     def numbered(self, value: T) -> T:
         """`value` (an answer built inside the unit) with the document numbers its commit gave: a number is
         a token until the commit's late lock (`domain.ledger.late_number`)."""
-        from domain.ledger import with_ids, with_numbers
+        from domain.ledger import given
 
-        numbers, ids = self.state.numbered, self.state.ids
-        if ids:
-            value = with_ids(value, ids)
-        return with_numbers(value, numbers) if numbers else value  # type: ignore[no-any-return]
+        return given(value, self.state.numbered, self.state.ids)  # type: ignore[no-any-return]
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

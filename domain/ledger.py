@@ -525,15 +525,22 @@ def resolve_ids(session: Session) -> dict[int, int]:
             (row.id,) = _insert_rows(session, row.table, [row.params()])
     ids = {int(token): int(row.id) for token, row in zip(tokens, chain, strict=True)}  # type: ignore[arg-type]
     _ids_in_place(session, ledger, ids)
+    ledger.deferred = [(stmt, with_ids(rows, ids), moved) for stmt, rows, moved in ledger.deferred]
     return ids
 
 
 def _ids_in_place(session: Session, ledger: Ledger, ids: dict[int, int]) -> None:
+    """The staged rows' references read as the new ids, and the unit keeps the ids for its answer."""
     for row in ledger.staged:
         if row.refs:
-            row.params()  # its references now read as ids
-    ledger.deferred = [(stmt, with_ids(rows, ids), moved) for stmt, rows, moved in ledger.deferred]
+            row.params()
     unit_state(session).ids.update(ids)
+
+
+def given(value: Any, numbers: dict[str, str], ids: dict[int, int]) -> Any:
+    """An answer built inside a unit (tokens in it) with the document numbers and new rows' ids its commit
+    gave (`UnitState.numbered`, `UnitState.ids`), or a dry run's preview of the numbers."""
+    return with_ids(with_numbers(value, numbers), ids)
 
 
 def with_ids(value: Any, ids: dict[int, int]) -> Any:
@@ -1427,11 +1434,10 @@ def _write_in_one_trip(
     unit_state(session).last_seq = int(rows[0][0])
     if chain:
         new_ids = rows[0][1 + len(tokens) :]
-        ids = {int(r.id): int(new_id) for r, new_id in zip(chain, new_ids, strict=True)}  # type: ignore[arg-type]
+        ids = {}
         for r, new_id in zip(chain, new_ids, strict=True):
-            r.id = int(new_id)
-        ledger.ids.clear()
-        _ids_in_place(session, ledger, ids)
+            ids[int(r.id)], r.id = int(new_id), int(new_id)  # type: ignore[arg-type]
+        _ids_in_place(session, ledger, ids)  # the deferred writes are done: `ledger.clear()` below
     if tokens:
         numbers = dict(zip(tokens, (str(number) for number in rows[0][1 : 1 + len(tokens)]), strict=True))
         _number_in_memory(session, ledger, numbers)
@@ -1611,6 +1617,7 @@ __all__ = [
     "audit_hash",
     "dumps",
     "flush_all",
+    "given",
     "holds_numbers",
     "late_number",
     "ledger_of",

@@ -59,13 +59,12 @@ from domain.feed.services import current_seq
 from domain.ledger import (
     RowMoved,
     flush_all,
+    given,
     ledger_of,
     preview_numbers,
     settle_audits,
     unit_state,
     update_one_after_numbers,
-    with_ids,
-    with_numbers,
     write_after_numbers,
 )
 from domain.service import Call, Outcome
@@ -477,7 +476,7 @@ class Runner:
         if numbers or ids:
             for r in self.results:
                 if r.wire is not None:
-                    r.wire = with_ids(with_numbers(r.wire, numbers), ids or {})
+                    r.wire = given(r.wire, numbers, ids or {})
 
     def count_on_device(self, now: datetime) -> None:
         """The device registry's counters and stamps, moved by one UPDATE (no read of the row before it)."""
